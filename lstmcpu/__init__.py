@@ -1,0 +1,21 @@
+"""lstmcpu: fast LSTM training and inference on the CPU, behind a scikit-learn estimator.
+
+The layers (:class:`LSTM`) follow PyTorch's conventions; the compute runs in a pluggable
+backend chosen by name (``backend="numpy"``, ``"numba"``, ``"cython"``) or ``"auto"``.
+"""
+
+from ._version import __version__
+from .backend import Backend, BackendUnavailableError
+from .layers import LSTM
+from .registry import available_backends, get_backend, register_backend, unavailable_backends
+
+__all__ = [
+    "LSTM",
+    "Backend",
+    "BackendUnavailableError",
+    "__version__",
+    "available_backends",
+    "get_backend",
+    "register_backend",
+    "unavailable_backends",
+]

@@ -1,0 +1,48 @@
+"""Write tests/data/torch_lstm_golden.npz from live PyTorch (run when the cases change).
+
+    python tests/make_golden.py
+
+The file holds, for every case of parity_cases.py, its inputs and weights and PyTorch's
+float64 outputs and gradients;
+test_torch_parity.py compares every backend with them even where torch is not installed.
+"""
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+from parity_cases import CASES, make_case  # noqa: E402
+from torch_reference import torch_lstm_reference  # noqa: E402
+
+OUT = pathlib.Path(__file__).parent / "data" / "torch_lstm_golden.npz"
+
+
+def main():
+    import torch
+
+    arrays = {"meta": np.array(json.dumps({"torch": torch.__version__, "cases": {k: CASES[k][0] for k in CASES}}))}
+    for case_id in CASES:
+        case = make_case(case_id)
+        reference = torch_lstm_reference(
+            case["config"], case["state_dict"], case["x"], case["h0"], case["c0"], case["lengths"],
+            case["grad_out"], case["grad_h_n"], case["grad_c_n"],
+        )  # fmt: skip
+        for name, value in reference.items():
+            arrays[f"{case_id}/expected/{name}"] = value
+        for name in ("x", "h0", "c0", "grad_out", "grad_h_n", "grad_c_n"):
+            arrays[f"{case_id}/input/{name}"] = case[name]
+        if case["lengths"] is not None:
+            arrays[f"{case_id}/input/lengths"] = case["lengths"]
+        for name, value in case["state_dict"].items():
+            arrays[f"{case_id}/param/{name}"] = value
+    OUT.parent.mkdir(exist_ok=True)
+    np.savez_compressed(OUT, **arrays)
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes) from torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()
