@@ -1,0 +1,363 @@
+"""The Numba backend: the oracle's algorithm with the whole time loop in compiled code.
+
+Same contract and algorithm as :mod:`lstmcpu.backends.numpy_backend` (the oracle):
+
+Forward
+    1. one GEMM for the input projection of all steps, ``G = x @ w_ih.T`` (NumPy);
+    2. a compiled time loop: per step the recurrent product ``h @ w_hh.T``, then one fused
+       pass that adds ``G[t]`` and the bias, applies the gates and updates ``c`` and ``h``;
+    3. the cache keeps the post-activation gates (in ``G``), ``c``, ``tanh(c)`` and ``y``.
+
+Backward
+    1. a compiled time loop of elementwise work and one product ``dG[t] @ w_hh`` per step;
+    2. after the loop, the weight gradients as single big GEMMs over all steps (NumPy).
+
+The recurrent product takes one of two routes, chosen per call by :func:`use_blas`:
+
+* **BLAS** (``np.dot`` into a preallocated buffer, which Numba hands to the BLAS of SciPy)
+  for large batches. The time loop runs on one thread; the BLAS library's own threads
+  (controlled with ``threadpoolctl``) parallelise each product.
+* **fused hand loop** for small batches, where a BLAS call costs more than its work. Rows of
+  the batch are independent, so the batch is cut into one chunk per Numba thread
+  (``numba.set_num_threads``) and each chunk runs the whole time loop on its own: no
+  synchronisation per step, never parallel over time. Each row is computed by the same
+  instructions whatever the chunking, so the result does not depend on the thread count.
+
+The kernels are plain Python functions compiled with ``njit(cache=True)``: they also run,
+slowly, under ``NUMBA_DISABLE_JIT=1`` for debugging and coverage.
+"""
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from lstmcpu.backend import Backend
+
+__all__ = ["NumbaBackend", "make_backend", "use_blas"]
+
+
+class NumbaBackend(Backend):
+    """LSTM kernels compiled with Numba (float32 and float64).
+
+    Parameters
+    ----------
+    n_threads : int or None, default=None
+        Threads of the small-batch path (one batch chunk each). ``None`` follows
+        ``numba.get_num_threads()`` at each call, so ``numba.set_num_threads`` applies. The
+        large-batch path runs its products in BLAS, whose threads ``threadpoolctl`` sets.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lstmcpu.backends.numba_backend import NumbaBackend
+    >>> rng = np.random.default_rng(0)
+    >>> T, B, I, H = 5, 2, 3, 4
+    >>> x = rng.standard_normal((T, B, I))
+    >>> w_ih, w_hh = rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H))
+    >>> b, h0, c0 = np.zeros(4 * H), np.zeros((B, H)), np.zeros((B, H))
+    >>> y, h_n, c_n, cache = NumbaBackend().forward(x, w_ih, w_hh, b, h0, c0)
+    >>> y.shape, bool(np.allclose(y[-1], h_n))
+    ((5, 2, 4), True)
+    """
+
+    name = "numba"
+
+    def __init__(self, n_threads=None):
+        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+            raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
+        self.n_threads = n_threads
+
+    def _chunks(self, B):
+        n = numba.get_num_threads() if self.n_threads is None else self.n_threads
+        return max(1, min(n, B))
+
+    def forward(self, x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
+        x, w_ih, w_hh, b, h0, c0 = _check_forward_args(x, w_ih, w_hh, b, h0, c0)
+        T, B, I = x.shape
+        H = w_hh.shape[1]
+        lens = _check_kernel_lengths(lengths, T, B)
+        # G = x @ w_ih.T: the input projection of every step, one GEMM.
+        G = np.matmul(x.reshape(T * B, I), w_ih.T).reshape(T, B, 4 * H)
+        y = np.empty((T, B, H), dtype=x.dtype)
+        h, c = h0.copy(), c0.copy()
+        cached = (T, B, H) if need_cache else (0, 0, 0)
+        c_all = np.empty(cached, dtype=x.dtype)
+        tanh_c_all = np.empty(cached, dtype=x.dtype)
+        if use_blas(B, H):
+            _forward_blas(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, need_cache)
+        else:
+            w_hh_t = np.ascontiguousarray(w_hh.T)
+            _forward_fused(G, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, need_cache, self._chunks(B))
+        if not need_cache:
+            return y, h, c, None
+        cache = {
+            "x": x, "w_ih": w_ih, "w_hh": w_hh, "h0": h0, "c0": c0, "lengths": lens,
+            "gates": G, "c": c_all, "tanh_c": tanh_c_all, "y": y,
+        }  # fmt: skip
+        return y, h, c, cache
+
+    def backward(self, dy, dh_n, dc_n, cache):
+        x, w_ih, w_hh = cache["x"], cache["w_ih"], cache["w_hh"]
+        T, B, I = x.shape
+        H = w_hh.shape[1]
+        dy = _check_grad(dy, (T, B, H), x.dtype, "dy")
+        dh = _check_grad(dh_n, (B, H), x.dtype, "dh_n").copy()
+        dc = _check_grad(dc_n, (B, H), x.dtype, "dc_n").copy()
+        h0, c0, y, lens = cache["h0"], cache["c0"], cache["y"], cache["lengths"]
+        dG = np.empty((T, B, 4 * H), dtype=x.dtype)
+        args = (dy, cache["gates"], cache["c"], cache["tanh_c"], c0, w_hh, lens, dh, dc, dG)
+        if use_blas(B, H):
+            _backward_blas(*args)
+        else:
+            _backward_fused(*args, self._chunks(B))
+        # Weight gradients: single GEMMs over all steps, never accumulated per step.
+        dG2 = dG.reshape(T * B, 4 * H)
+        # dw_ih = dG2.T @ x2
+        dw_ih = np.matmul(dG2.T, x.reshape(T * B, I))
+        # dw_hh = dG[0].T @ h0 + dG[1:].T @ y[:-1]   (h_{t-1} is h0, then y[t-1])
+        dw_hh = np.matmul(dG[0].T, h0)
+        if T > 1:
+            dw_hh += np.matmul(dG[1:].reshape((T - 1) * B, 4 * H).T, y[:-1].reshape((T - 1) * B, H))
+        db = dG2.sum(axis=0)
+        # dx = dG2 @ w_ih
+        dx = np.matmul(dG2, w_ih).reshape(T, B, I)
+        return dx, dw_ih, dw_hh, db, dh, dc
+
+
+def make_backend():
+    """Factory the registry calls."""
+    return NumbaBackend()
+
+
+# ---------------------------------------------------------------- choosing the product route
+
+#: Largest batch that takes the fused hand loop instead of BLAS (see :func:`use_blas`).
+SMALL_BATCH = 16
+
+
+def use_blas(B, H):
+    """True when the per-step recurrent product should go to BLAS rather than the hand loop.
+
+    Measured on the 2-core AMD Zen 4 (AVX-512) development machine, forward only,
+    float32, 1 thread:  see ``FIGURES`` below.
+    """
+    return B > SMALL_BATCH
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+def _check_forward_args(x, w_ih, w_hh, b, h0, c0):
+    """Shapes and dtypes the compiled loops rely on: a mismatch is a clear error, never an
+    out-of-bounds access."""
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (T, B, I), got {x.shape}")
+    dtype = x.dtype
+    if dtype not in NumbaBackend.dtypes:
+        raise TypeError(f"x must be float32 or float64, got {dtype}")
+    T, B, I = x.shape
+    if T < 1 or B < 1:
+        raise ValueError(f"x needs at least one step and one sequence, got shape {x.shape}")
+    w_hh = np.asarray(w_hh)
+    if w_hh.ndim != 2 or w_hh.shape[0] != 4 * w_hh.shape[1] or w_hh.shape[1] < 1:
+        raise ValueError(f"w_hh must have shape (4H, H), got {w_hh.shape}")
+    H = w_hh.shape[1]
+    expected = {"w_ih": (4 * H, I), "w_hh": (4 * H, H), "b": (4 * H,), "h0": (B, H), "c0": (B, H)}
+    arrays = []
+    for name, a in zip(expected, (w_ih, w_hh, b, h0, c0)):
+        a = np.asarray(a)
+        if a.shape != expected[name]:
+            raise ValueError(f"{name} must have shape {expected[name]}, got {a.shape}")
+        if a.dtype != dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but x has {dtype}; they must match")
+        arrays.append(np.ascontiguousarray(a))
+    return (np.ascontiguousarray(x), *arrays)
+
+
+def _check_kernel_lengths(lengths, T, B):
+    """Lengths as the int64 array the loops read; full length ``T`` when ``None``."""
+    if lengths is None:
+        return np.full(B, T, dtype=np.int64)
+    lens = np.asarray(lengths)
+    if lens.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers, got dtype {lens.dtype}")
+    if lens.shape != (B,):
+        raise ValueError(f"lengths must have shape ({B},), got {lens.shape}")
+    if lens.min() < 1 or lens.max() > T:
+        raise ValueError(f"lengths must lie in [1, {T}], got min {lens.min()} and max {lens.max()}")
+    return np.ascontiguousarray(lens, dtype=np.int64)
+
+
+def _check_grad(a, shape, dtype, name):
+    a = np.asarray(a)
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} has dtype {a.dtype} but the forward pass ran in {dtype}")
+    return np.ascontiguousarray(a)
+
+
+# ---------------------------------------------------------------- compiled kernels
+
+
+@njit(cache=True)
+def _sigmoid(v, one):
+    """Logistic function; ``exp`` only sees non-positive arguments, so it never overflows."""
+    z = math.exp(-abs(v))
+    s = one / (one + z)
+    return s if v >= 0 else z * s
+
+
+@njit(cache=True)
+def _gate_row(g_in, r, bias, h, c, y, c_out, tanh_c_out, store):
+    """Fused pass over one batch row: gates from ``g_in + r + bias``, then the new state.
+
+    Writes ``h`` and ``c`` in place and ``h`` into ``y``; when ``store``, keeps the
+    post-activation gates in ``g_in`` and ``c``, ``tanh(c)`` in ``c_out``, ``tanh_c_out``.
+    """
+    H = h.shape[0]
+    one = h.dtype.type(1)
+    for j in range(H):
+        i = _sigmoid(g_in[j] + r[j] + bias[j], one)
+        f = _sigmoid(g_in[H + j] + r[H + j] + bias[H + j], one)
+        g = math.tanh(g_in[2 * H + j] + r[2 * H + j] + bias[2 * H + j])
+        o = _sigmoid(g_in[3 * H + j] + r[3 * H + j] + bias[3 * H + j], one)
+        c_new = f * c[j] + i * g
+        tanh_c = math.tanh(c_new)
+        h_new = o * tanh_c
+        c[j] = c_new
+        h[j] = h_new
+        y[j] = h_new
+        if store:
+            g_in[j] = i
+            g_in[H + j] = f
+            g_in[2 * H + j] = g
+            g_in[3 * H + j] = o
+            c_out[j] = c_new
+            tanh_c_out[j] = tanh_c
+
+
+@njit(cache=True)
+def _padding_row(c, y, c_out, tanh_c_out, store):
+    """A step past the sequence's length: state kept, output zero."""
+    for j in range(c.shape[0]):
+        y[j] = 0
+        if store:
+            c_out[j] = c[j]
+            tanh_c_out[j] = 0
+
+
+@njit(cache=True)
+def _forward_blas(G, w_hh, bias, h, c, lens, y, c_all, tanh_c_all, store):
+    T, B, G4 = G.shape
+    R = np.empty((B, G4), dtype=G.dtype)
+    for t in range(T):
+        # R = h @ w_hh.T
+        np.dot(h, w_hh.T, R)
+        for b in range(B):
+            if store:
+                c_out, tanh_c_out = c_all[t, b], tanh_c_all[t, b]
+            else:
+                c_out, tanh_c_out = c[b], c[b]  # not written
+            if t < lens[b]:
+                _gate_row(G[t, b], R[b], bias, h[b], c[b], y[t, b], c_out, tanh_c_out, store)
+            else:
+                _padding_row(c[b], y[t, b], c_out, tanh_c_out, store)
+
+
+@njit(cache=True)
+def _vecmat(a, m, out):
+    """``out = a @ m`` for one row ``a`` (K,) and a C-contiguous ``m`` (K, N), as axpys over
+    the rows of ``m``, four at a time so that each pass over ``out`` does four
+    multiply-adds per element."""
+    K, N = m.shape
+    for n in range(N):
+        out[n] = 0
+    k = 0
+    while k + 4 <= K:
+        a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+        m0, m1, m2, m3 = m[k], m[k + 1], m[k + 2], m[k + 3]
+        for n in range(N):
+            out[n] += a0 * m0[n] + a1 * m1[n] + a2 * m2[n] + a3 * m3[n]
+        k += 4
+    while k < K:
+        a0, m0 = a[k], m[k]
+        for n in range(N):
+            out[n] += a0 * m0[n]
+        k += 1
+
+
+@njit(cache=True, parallel=True)
+def _forward_fused(G, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, n_chunks):
+    T, B, G4 = G.shape
+    for chunk in prange(n_chunks):
+        lo, hi = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
+        r = np.empty(G4, dtype=G.dtype)  # this chunk's own buffer
+        for t in range(T):
+            for b in range(lo, hi):
+                if store:
+                    c_out, tanh_c_out = c_all[t, b], tanh_c_all[t, b]
+                else:
+                    c_out, tanh_c_out = c[b], c[b]  # not written
+                if t < lens[b]:
+                    _vecmat(h[b], w_hh_t, r)  # r = h[b] @ w_hh.T
+                    _gate_row(G[t, b], r, bias, h[b], c[b], y[t, b], c_out, tanh_c_out, store)
+                else:
+                    _padding_row(c[b], y[t, b], c_out, tanh_c_out, store)
+
+
+@njit(cache=True)
+def _backward_row(dy, gates, c_prev, tanh_c, dh, dc, dgates):
+    """Elementwise backward of one active row at one step: fills ``dgates`` and turns
+    ``dc`` into the cell gradient carried to the step before."""
+    H = dh.shape[0]
+    one = dh.dtype.type(1)
+    for j in range(H):
+        i, f, g, o = gates[j], gates[H + j], gates[2 * H + j], gates[3 * H + j]
+        tc = tanh_c[j]
+        # (1) h = o * tanh(c): the hidden gradient reaches o and, through tanh, c.
+        dh_t = dh[j] + dy[j]
+        dc_t = dc[j] + dh_t * o * (one - tc * tc)
+        # (2) c = f * c_prev + i * g, then through each gate's activation.
+        dgates[j] = dc_t * g * (i * (one - i))
+        dgates[H + j] = dc_t * c_prev[j] * (f * (one - f))
+        dgates[2 * H + j] = dc_t * i * (one - g * g)
+        dgates[3 * H + j] = dh_t * tc * (o * (one - o))
+        # (3) the cell gradient carried to step t - 1.
+        dc[j] = dc_t * f
+
+
+@njit(cache=True)
+def _backward_blas(dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG):
+    T, B, G4 = dG.shape
+    dh_prev = np.empty(dh.shape, dtype=dh.dtype)
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            if t < lens[b]:
+                c_prev = c_all[t - 1, b] if t > 0 else c0[b]
+                _backward_row(dy[t, b], gates[t, b], c_prev, tanh_c_all[t, b], dh[b], dc[b], dG[t, b])
+            else:
+                dG[t, b, :] = 0
+        # dh_prev = dG[t] @ w_hh
+        np.dot(dG[t], w_hh, dh_prev)
+        for b in range(B):
+            if t < lens[b]:
+                dh[b, :] = dh_prev[b]
+
+
+@njit(cache=True, parallel=True)
+def _backward_fused(dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG, n_chunks):
+    T, B, G4 = dG.shape
+    for chunk in prange(n_chunks):
+        lo, hi = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
+        for t in range(T - 1, -1, -1):
+            for b in range(lo, hi):
+                if t < lens[b]:
+                    c_prev = c_all[t - 1, b] if t > 0 else c0[b]
+                    _backward_row(dy[t, b], gates[t, b], c_prev, tanh_c_all[t, b], dh[b], dc[b], dG[t, b])
+                    _vecmat(dG[t, b], w_hh, dh[b])  # dh[b] = dG[t, b] @ w_hh
+                else:
+                    dG[t, b, :] = 0
