@@ -1,0 +1,278 @@
+"""The comparison command: ``python -m lstmcpu bench``.
+
+Times one LSTM layer's inference forward pass and one training step (forward plus backward
+of a sum loss w.r.t. the input and all weights) for every available lstmcpu backend and,
+when installed, PyTorch's ``nn.LSTM`` and ONNX Runtime's ``LSTM`` operator — all in one
+process at one thread count, with warm-up and medians of repeated runs.
+
+Examples
+--------
+.. code-block:: console
+
+    $ python -m lstmcpu bench --threads 1 --shapes small,online
+    $ python -m lstmcpu bench --threads 2 --json bench-2t.json
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import lstmcpu
+
+#: name -> (T, B, I, H)
+PRESETS = {
+    "small": (50, 32, 32, 64),
+    "medium": (100, 64, 128, 256),
+    "large": (200, 128, 256, 512),
+    "online": (100, 1, 64, 256),
+}
+MODES = ("forward", "train")
+PEERS = ("torch", "onnxruntime")
+
+
+@dataclass
+class Result:
+    shape: str
+    mode: str
+    impl: str
+    median_ms: float
+    gflops: float
+    ratio_to_best_peer: float | None = None
+
+
+def lstm_flops(T, B, I, H, mode):
+    """Multiply-adds of the gate GEMMs, times 2: ``2 T B 4H (I + H)``; training counts 3x."""
+    forward = 2 * T * B * 4 * H * (I + H)
+    return forward * (3 if mode == "train" else 1)
+
+
+def time_call(fn, min_time=0.2, min_repeats=5, max_repeats=200, warmup=2):
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or (time.perf_counter() - start < min_time and len(times) < max_repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------------- runners
+
+
+def lstmcpu_runner(backend, mode, T, B, I, H, dtype, rng):
+    layer = lstmcpu.LSTM(I, H, dtype=dtype, backend=backend, random_state=0)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    if mode == "forward":
+        layer.eval()
+        return lambda: layer(x)
+    grad_out = np.ones((T, B, H), dtype=dtype)
+
+    def step():
+        layer(x)
+        layer.backward(grad_out)
+
+    return step
+
+
+def torch_runner(mode, T, B, I, H, dtype, rng):
+    import torch
+
+    torch_dtype = torch.float32 if dtype == np.float32 else torch.float64
+    layer = torch.nn.LSTM(I, H, dtype=torch_dtype)
+    x = torch.from_numpy(rng.standard_normal((T, B, I)).astype(dtype))
+    if mode == "forward":
+        layer.eval()
+
+        def forward():
+            with torch.inference_mode():
+                layer(x)
+
+        return forward
+    x.requires_grad_(True)
+
+    def step():
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        out, _ = layer(x)
+        out.sum().backward()
+
+    return step
+
+
+def onnxruntime_runner(mode, T, B, I, H, dtype, rng, threads):
+    if mode != "forward" or dtype != np.float32:
+        return None  # ONNX Runtime's LSTM has no training and no float64 kernel
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    W = rng.uniform(-0.1, 0.1, (1, 4 * H, I)).astype(np.float32)
+    R = rng.uniform(-0.1, 0.1, (1, 4 * H, H)).astype(np.float32)
+    Bias = np.zeros((1, 8 * H), np.float32)
+    node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y"], hidden_size=H)
+    graph = helper.make_graph(
+        [node],
+        "lstm",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, I])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(a, n) for a, n in ((W, "W"), (R, "R"), (Bias, "B"))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    return lambda: session.run(None, {"X": x})
+
+
+def peer_runners(mode, T, B, I, H, dtype, rng, threads, peers):
+    runners = {}
+    if "torch" in peers:
+        try:
+            runners["torch"] = torch_runner(mode, T, B, I, H, dtype, rng)
+        except ImportError:
+            pass
+    if "onnxruntime" in peers:
+        try:
+            runner = onnxruntime_runner(mode, T, B, I, H, dtype, rng, threads)
+        except ImportError:
+            runner = None
+        if runner is not None:
+            runners["onnxruntime"] = runner
+    return runners
+
+
+# ---------------------------------------------------------------------- driver
+
+
+def run(shapes, modes, backends, peers, threads, dtype, min_time, progress=print):
+    """Time every implementation; returns a list of :class:`Result`."""
+    _set_threads(threads)
+    rng = np.random.default_rng(0)
+    results = []
+    with threadpool_limits(limits=threads):
+        for shape in shapes:
+            T, B, I, H = PRESETS[shape]
+            for mode in modes:
+                runners = {name: lstmcpu_runner(name, mode, T, B, I, H, dtype, rng) for name in backends}
+                runners.update(peer_runners(mode, T, B, I, H, dtype, rng, threads, peers))
+                rows = []
+                for impl, fn in runners.items():
+                    seconds = time_call(fn, min_time=min_time)
+                    gflops = lstm_flops(T, B, I, H, mode) / seconds / 1e9
+                    rows.append(Result(shape, mode, impl, seconds * 1e3, gflops))
+                    progress(f"  {shape:>7} {mode:>7} {impl:>12} {seconds * 1e3:10.3f} ms")
+                peer_times = [r.median_ms for r in rows if r.impl in PEERS]
+                if peer_times:
+                    best = min(peer_times)
+                    for r in rows:
+                        r.ratio_to_best_peer = r.median_ms / best
+                results.extend(rows)
+    return results
+
+
+def _set_threads(threads):
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    try:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:
+        pass
+
+
+def format_table(results):
+    """A Markdown table of the results."""
+    lines = [
+        "| shape | mode | impl | median ms | GFLOP/s | vs best peer |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for r in results:
+        ratio = "" if r.ratio_to_best_peer is None else f"{r.ratio_to_best_peer:.2f}x"
+        lines.append(f"| {r.shape} | {r.mode} | {r.impl} | {r.median_ms:.3f} | {r.gflops:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def environment(threads, dtype):
+    """Versions and machine facts printed beside the figures."""
+    env = {
+        "lstmcpu": lstmcpu.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": _cpu_model(),
+        "threads": threads,
+        "dtype": np.dtype(dtype).name,
+        "blas": [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})" for i in threadpool_info()],
+    }
+    for name in ("torch", "onnxruntime", "numba"):
+        try:
+            env[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return env
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def add_arguments(parser):
+    parser.add_argument("--threads", type=int, default=1, help="threads for every implementation (default 1)")
+    parser.add_argument("--shapes", default="small,medium,large,online",
+                        help=f"comma-separated presets from {list(PRESETS)}")  # fmt: skip
+    parser.add_argument("--modes", default="forward,train", help="comma-separated: forward, train")
+    parser.add_argument("--backends", default=None, help="comma-separated lstmcpu backends (default: all available)")
+    parser.add_argument("--peers", default="torch,onnxruntime", help="comma-separated peers; empty for none")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--min-time", type=float, default=0.3, help="seconds of timed runs per measurement")
+    parser.add_argument("--json", default=None, help="also write the results and environment to this file")
+
+
+def main(args):
+    """Entry point of ``python -m lstmcpu bench`` (``args`` from :func:`add_arguments`)."""
+    shapes = _csv(args.shapes, PRESETS, "shape")
+    modes = _csv(args.modes, MODES, "mode")
+    backends = _csv(args.backends, lstmcpu.available_backends(), "backend") if args.backends else lstmcpu.available_backends()
+    peers = _csv(args.peers, PEERS, "peer") if args.peers else []
+    if args.threads < 1:
+        raise SystemExit("--threads must be at least 1")
+    dtype = np.dtype(args.dtype).type
+    env = environment(args.threads, dtype)
+    print("lstmcpu bench: " + ", ".join(f"{k}={v}" for k, v in env.items()))
+    results = run(shapes, modes, backends, peers, args.threads, dtype, args.min_time)
+    print()
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": env, "results": [asdict(r) for r in results]}, f, indent=2)
+        print(f"\nwrote {args.json}")
+
+
+def _csv(text, allowed, what):
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [item for item in items if item not in allowed]
+    if unknown:
+        raise SystemExit(f"unknown {what}(s) {unknown}; choose from {list(allowed)}")
+    return items
