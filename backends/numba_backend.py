@@ -27,10 +27,15 @@ The kernels are plain Python functions compiled with ``njit(cache=True)``: they 
 slowly, under ``NUMBA_DISABLE_JIT=1`` for debugging and coverage.
 """
 
+import functools
 import math
 
 import numba
 import numpy as np
+# Numba's np.dot calls the BLAS that scipy.linalg.cython_blas loads. Numba would load it at
+# the first product; loading it with the backend lets threadpoolctl limits entered later
+# see it (a library loaded inside ``threadpool_limits`` escapes the limit).
+import scipy.linalg.cython_blas  # noqa: F401
 from numba import njit, prange
 
 from lstmcpu.backend import Backend
@@ -85,11 +90,12 @@ class NumbaBackend(Backend):
         cached = (T, B, H) if need_cache else (0, 0, 0)
         c_all = np.empty(cached, dtype=x.dtype)
         tanh_c_all = np.empty(cached, dtype=x.dtype)
+        k = _constants(x.dtype)
         if use_blas(B, H):
-            _forward_blas(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, need_cache)
+            _forward_blas(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, need_cache, k)
         else:
             w_hh_t = np.ascontiguousarray(w_hh.T)
-            _forward_fused(G, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, need_cache, self._chunks(B))
+            _forward_fused(G, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, need_cache, k, self._chunks(B))
         if not need_cache:
             return y, h, c, None
         cache = {
@@ -203,79 +209,149 @@ def _check_grad(a, shape, dtype, name):
 # ---------------------------------------------------------------- compiled kernels
 
 
-@njit(cache=True)
-def _sigmoid(v, one):
-    """Logistic function; ``exp`` only sees non-positive arguments, so it never overflows."""
-    z = math.exp(-abs(v))
-    s = one / (one + z)
+# The numpy error model drops the ZeroDivisionError check of each division, a branch that
+# would keep LLVM from vectorising the elementwise loops.
+_JIT = dict(cache=True, error_model="numpy")
+
+
+@functools.lru_cache(maxsize=None)
+def _constants(dtype):
+    """Constants of :func:`_exp_neg` as a tuple of ``dtype`` scalars, so that float32 kernels
+    stay in float32 (a float64 literal would promote every expression it touches)."""
+    values = [
+        1.0,  # 0: one
+        80.0,  # 1: largest argument; exp(-80) = 1.8e-35, tanh(40) = 1 in both dtypes
+        1.0 / math.log(2.0),  # 2: log2(e)
+        0.693359375,  # 3: ln 2 rounded to 9 bits, so n * ln2_hi is exact
+        math.log(2.0) - 0.693359375,  # 4: the rest of ln 2
+        0.5, 0.25, 2.0**-4, 2.0**-8, 2.0**-16, 2.0**-32, 2.0**-64,  # 5-11: 2**-(2**m)
+    ]  # fmt: skip
+    # 12-: Taylor coefficients (-1)**m / m! of exp(-r) - 1, highest degree first. For
+    # |r| <= ln2/2 the truncation error is 5e-9 at degree 7 (float32 ulp 6e-8) and 4e-18 at
+    # degree 13 (float64 ulp 1.1e-16).
+    degree = 7 if np.dtype(dtype) == np.float32 else 13
+    values += [(-1.0) ** m / math.factorial(m) for m in range(degree, 0, -1)]
+    return tuple(np.array(values, dtype=dtype))
+
+
+@njit(**_JIT)
+def _exp_neg(y, k):
+    """``(exp(-y), 1 - exp(-y))`` for ``y >= 0``, both to about one ulp, from arithmetic
+    alone so that loops calling it vectorise (libm's scalar ``expf``/``tanhf`` cost 10-20x more
+    here). Arguments above 80 are taken as 80. ``k`` is :func:`_constants` of the dtype.
+
+    ``y = n ln2 + r`` with ``|r| <= ln2 / 2``; ``exp(-y) = 2**-n (1 + p)`` where
+    ``p = exp(-r) - 1`` is a Taylor polynomial, and ``2**-n`` is a product of exact powers
+    of two picked by the bits of ``n``. Keeping ``p`` apart gives ``1 - exp(-y)`` without
+    cancellation for small ``y``.
+    """
+    one = k[0]
+    y = min(y, k[1])
+    n = np.int32(y * k[2] + k[5])  # round(y / ln2), as y >= 0
+    nf = n * one
+    r = (y - nf * k[3]) - nf * k[4]
+    p = k[12]
+    for m in range(13, len(k)):  # Horner; the tuple's length is fixed, LLVM unrolls it
+        p = p * r + k[m]
+    p = p * r
+    s = (
+        (k[5] if n & 1 else one) * (k[6] if n & 2 else one) * (k[7] if n & 4 else one)
+        * (k[8] if n & 8 else one) * (k[9] if n & 16 else one) * (k[10] if n & 32 else one)
+        * (k[11] if n & 64 else one)
+    )  # fmt: skip
+    return s + s * p, (one - s) - s * p
+
+
+@njit(**_JIT)
+def _sigmoid(v, k):
+    """Logistic function, finite for every input: ``exp`` only sees ``-|v|``."""
+    z, _ = _exp_neg(abs(v), k)
+    s = k[0] / (k[0] + z)
     return s if v >= 0 else z * s
 
 
-@njit(cache=True)
-def _gate_row(g_in, r, bias, h, c, y, c_out, tanh_c_out, store):
-    """Fused pass over one batch row: gates from ``g_in + r + bias``, then the new state.
+@njit(**_JIT)
+def _tanh(v, k):
+    """``tanh(v) = sign(v) (1 - exp(-2|v|)) / (1 + exp(-2|v|))``, finite for every input."""
+    z, one_minus_z = _exp_neg(2 * abs(v), k)
+    t = one_minus_z / (k[0] + z)
+    return t if v >= 0 else -t
 
-    Writes ``h`` and ``c`` in place and ``h`` into ``y``; when ``store``, keeps the
-    post-activation gates in ``g_in`` and ``c``, ``tanh(c)`` in ``c_out``, ``tanh_c_out``.
+
+@njit(**_JIT)
+def _gate_row(gates, h, c, y, c_out, tanh_c_out, store, k):
+    """Fused pass over one batch row at one step.
+
+    ``gates`` (4H,) holds the pre-activations ``x W_ih^T + b + h W_hh^T`` and receives the
+    activations i, f, g, o (the cache). Updates ``h`` and ``c`` in place, writes ``h`` to
+    ``y`` and ``tanh(c)`` to ``tanh_c_out``; when ``store``, also ``c`` to ``c_out``. Each
+    loop touches few arrays so that LLVM vectorises it; the arrays must not overlap (or the
+    vectorised loops fall back to scalar code).
     """
     H = h.shape[0]
-    one = h.dtype.type(1)
+    # Loops start at 0 and add offsets: a loop from 2H would not vectorise, as Numba could
+    # not tell that its index is never negative.
+    for j in range(2 * H):
+        gates[j] = _sigmoid(gates[j], k)  # i, f
     for j in range(H):
-        i = _sigmoid(g_in[j] + r[j] + bias[j], one)
-        f = _sigmoid(g_in[H + j] + r[H + j] + bias[H + j], one)
-        g = math.tanh(g_in[2 * H + j] + r[2 * H + j] + bias[2 * H + j])
-        o = _sigmoid(g_in[3 * H + j] + r[3 * H + j] + bias[3 * H + j], one)
-        c_new = f * c[j] + i * g
-        tanh_c = math.tanh(c_new)
-        h_new = o * tanh_c
-        c[j] = c_new
-        h[j] = h_new
-        y[j] = h_new
-        if store:
-            g_in[j] = i
-            g_in[H + j] = f
-            g_in[2 * H + j] = g
-            g_in[3 * H + j] = o
-            c_out[j] = c_new
-            tanh_c_out[j] = tanh_c
+        gates[2 * H + j] = _tanh(gates[2 * H + j], k)  # g
+    for j in range(H):
+        gates[3 * H + j] = _sigmoid(gates[3 * H + j], k)  # o
+    for j in range(H):
+        c[j] = gates[H + j] * c[j] + gates[j] * gates[2 * H + j]  # c = f c + i g
+    for j in range(H):
+        tanh_c_out[j] = _tanh(c[j], k)
+    for j in range(H):
+        h[j] = gates[3 * H + j] * tanh_c_out[j]  # h = o tanh(c)
+        y[j] = h[j]
+    if store:
+        c_out[:] = c
 
 
-@njit(cache=True)
+@njit(**_JIT)
 def _padding_row(c, y, c_out, tanh_c_out, store):
     """A step past the sequence's length: state kept, output zero."""
-    for j in range(c.shape[0]):
-        y[j] = 0
+    y[:] = 0
+    if store:
+        c_out[:] = c
+        tanh_c_out[:] = 0
+
+
+@njit(**_JIT)
+def _forward_step_rows(t, lo, hi, G, h, c, lens, y, c_all, tanh_c_all, store, scratch, k):
+    """The fused gate pass of rows ``lo:hi`` at step ``t`` (``G[t]`` holds the complete
+    pre-activations). Without ``store``, ``tanh(c)`` goes to the caller's ``scratch`` row."""
+    for b in range(lo, hi):
         if store:
-            c_out[j] = c[j]
-            tanh_c_out[j] = 0
+            c_out, tanh_c_out = c_all[t, b], tanh_c_all[t, b]
+        else:
+            c_out, tanh_c_out = scratch, scratch  # c_out is not written
+        if t < lens[b]:
+            _gate_row(G[t, b], h[b], c[b], y[t, b], c_out, tanh_c_out, store, k)
+        else:
+            _padding_row(c[b], y[t, b], c_out, tanh_c_out, store)
 
 
-@njit(cache=True)
-def _forward_blas(G, w_hh, bias, h, c, lens, y, c_all, tanh_c_all, store):
+@njit(**_JIT)
+def _forward_blas(G, w_hh, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
     T, B, G4 = G.shape
     R = np.empty((B, G4), dtype=G.dtype)
+    scratch = np.empty(h.shape[1], dtype=G.dtype)
     for t in range(T):
         # R = h @ w_hh.T
         np.dot(h, w_hh.T, R)
         for b in range(B):
-            if store:
-                c_out, tanh_c_out = c_all[t, b], tanh_c_all[t, b]
-            else:
-                c_out, tanh_c_out = c[b], c[b]  # not written
-            if t < lens[b]:
-                _gate_row(G[t, b], R[b], bias, h[b], c[b], y[t, b], c_out, tanh_c_out, store)
-            else:
-                _padding_row(c[b], y[t, b], c_out, tanh_c_out, store)
+            for j in range(G4):
+                G[t, b, j] += R[b, j] + bias[j]
+        _forward_step_rows(t, 0, B, G, h, c, lens, y, c_all, tanh_c_all, store, scratch, k)
 
 
-@njit(cache=True)
-def _vecmat(a, m, out):
-    """``out = a @ m`` for one row ``a`` (K,) and a C-contiguous ``m`` (K, N), as axpys over
+@njit(**_JIT)
+def _vecmat_add(a, m, out):
+    """``out += a @ m`` for one row ``a`` (K,) and a C-contiguous ``m`` (K, N), as axpys over
     the rows of ``m``, four at a time so that each pass over ``out`` does four
     multiply-adds per element."""
     K, N = m.shape
-    for n in range(N):
-        out[n] = 0
     k = 0
     while k + 4 <= K:
         a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
@@ -290,47 +366,45 @@ def _vecmat(a, m, out):
         k += 1
 
 
-@njit(cache=True, parallel=True)
-def _forward_fused(G, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, n_chunks):
+@njit(cache=True, error_model="numpy", parallel=True)
+def _forward_fused(G, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k, n_chunks):
     T, B, G4 = G.shape
     for chunk in prange(n_chunks):
         lo, hi = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
-        r = np.empty(G4, dtype=G.dtype)  # this chunk's own buffer
+        scratch = np.empty(h.shape[1], dtype=G.dtype)  # this thread's own buffer
         for t in range(T):
             for b in range(lo, hi):
-                if store:
-                    c_out, tanh_c_out = c_all[t, b], tanh_c_all[t, b]
-                else:
-                    c_out, tanh_c_out = c[b], c[b]  # not written
                 if t < lens[b]:
-                    _vecmat(h[b], w_hh_t, r)  # r = h[b] @ w_hh.T
-                    _gate_row(G[t, b], r, bias, h[b], c[b], y[t, b], c_out, tanh_c_out, store)
-                else:
-                    _padding_row(c[b], y[t, b], c_out, tanh_c_out, store)
+                    gates = G[t, b]
+                    for j in range(G4):
+                        gates[j] += bias[j]
+                    _vecmat_add(h[b], w_hh_t, gates)  # gates += h[b] @ w_hh.T
+            _forward_step_rows(t, lo, hi, G, h, c, lens, y, c_all, tanh_c_all, store, scratch, k)
 
 
-@njit(cache=True)
+@njit(**_JIT)
 def _backward_row(dy, gates, c_prev, tanh_c, dh, dc, dgates):
     """Elementwise backward of one active row at one step: fills ``dgates`` and turns
     ``dc`` into the cell gradient carried to the step before."""
     H = dh.shape[0]
     one = dh.dtype.type(1)
     for j in range(H):
-        i, f, g, o = gates[j], gates[H + j], gates[2 * H + j], gates[3 * H + j]
-        tc = tanh_c[j]
         # (1) h = o * tanh(c): the hidden gradient reaches o and, through tanh, c.
-        dh_t = dh[j] + dy[j]
-        dc_t = dc[j] + dh_t * o * (one - tc * tc)
+        dh[j] += dy[j]
+        dc[j] += dh[j] * gates[3 * H + j] * (one - tanh_c[j] * tanh_c[j])
+    for j in range(H):
+        i, f, g, o = gates[j], gates[H + j], gates[2 * H + j], gates[3 * H + j]
         # (2) c = f * c_prev + i * g, then through each gate's activation.
-        dgates[j] = dc_t * g * (i * (one - i))
-        dgates[H + j] = dc_t * c_prev[j] * (f * (one - f))
-        dgates[2 * H + j] = dc_t * i * (one - g * g)
-        dgates[3 * H + j] = dh_t * tc * (o * (one - o))
+        dgates[j] = dc[j] * g * (i * (one - i))
+        dgates[H + j] = dc[j] * c_prev[j] * (f * (one - f))
+        dgates[2 * H + j] = dc[j] * i * (one - g * g)
+        dgates[3 * H + j] = dh[j] * tanh_c[j] * (o * (one - o))
+    for j in range(H):
         # (3) the cell gradient carried to step t - 1.
-        dc[j] = dc_t * f
+        dc[j] *= gates[H + j]
 
 
-@njit(cache=True)
+@njit(**_JIT)
 def _backward_blas(dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG):
     T, B, G4 = dG.shape
     dh_prev = np.empty(dh.shape, dtype=dh.dtype)
@@ -348,16 +422,16 @@ def _backward_blas(dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG):
                 dh[b, :] = dh_prev[b]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def _backward_fused(dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG, n_chunks):
     T, B, G4 = dG.shape
     for chunk in prange(n_chunks):
-        lo, hi = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
         for t in range(T - 1, -1, -1):
-            for b in range(lo, hi):
+            for b in range(chunk * B // n_chunks, (chunk + 1) * B // n_chunks):
                 if t < lens[b]:
                     c_prev = c_all[t - 1, b] if t > 0 else c0[b]
                     _backward_row(dy[t, b], gates[t, b], c_prev, tanh_c_all[t, b], dh[b], dc[b], dG[t, b])
-                    _vecmat(dG[t, b], w_hh, dh[b])  # dh[b] = dG[t, b] @ w_hh
+                    dh[b, :] = 0
+                    _vecmat_add(dG[t, b], w_hh, dh[b])  # dh[b] = dG[t, b] @ w_hh
                 else:
                     dG[t, b, :] = 0
