@@ -91,11 +91,16 @@ class NumbaBackend(Backend):
         c_all = np.empty(cached, dtype=x.dtype)
         tanh_c_all = np.empty(cached, dtype=x.dtype)
         k = _constants(x.dtype)
-        if use_blas(B, H):
-            _forward_blas(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, need_cache, k)
+        args = (G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, need_cache, k)
+        if use_blas(B, backward=False):
+            _forward_blas(*args)
         else:
-            w_hh_t = np.ascontiguousarray(w_hh.T)
-            _forward_fused(G, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, need_cache, k, self._chunks(B))
+            args = (G, np.ascontiguousarray(w_hh.T), *args[2:])  # the hand loop reads rows of w_hh.T
+            n_chunks = self._chunks(B)
+            if n_chunks == 1:  # no parallel region at all
+                _forward_rows(0, B, *args)
+            else:
+                _forward_chunks(n_chunks, *args)
         if not need_cache:
             return y, h, c, None
         cache = {
@@ -114,10 +119,14 @@ class NumbaBackend(Backend):
         h0, c0, y, lens = cache["h0"], cache["c0"], cache["y"], cache["lengths"]
         dG = np.empty((T, B, 4 * H), dtype=x.dtype)
         args = (dy, cache["gates"], cache["c"], cache["tanh_c"], c0, w_hh, lens, dh, dc, dG)
-        if use_blas(B, H):
+        if use_blas(B, backward=True):
             _backward_blas(*args)
         else:
-            _backward_fused(*args, self._chunks(B))
+            n_chunks = self._chunks(B)
+            if n_chunks == 1:
+                _backward_rows(0, B, *args)
+            else:
+                _backward_chunks(n_chunks, *args)
         # Weight gradients: single GEMMs over all steps, never accumulated per step.
         dG2 = dG.reshape(T * B, 4 * H)
         # dw_ih = dG2.T @ x2
@@ -139,17 +148,20 @@ def make_backend():
 
 # ---------------------------------------------------------------- choosing the product route
 
-#: Largest batch that takes the fused hand loop instead of BLAS (see :func:`use_blas`).
+#: Largest batch whose recurrent products go through the hand loop rather than BLAS.
 SMALL_BATCH = 16
 
 
-def use_blas(B, H):
-    """True when the per-step recurrent product should go to BLAS rather than the hand loop.
+def use_blas(B, *, backward):
+    """True when the recurrent products of a batch of ``B`` rows should go to BLAS.
 
-    Measured on the 2-core AMD Zen 4 (AVX-512) development machine, forward only,
-    float32, 1 thread:  see ``FIGURES`` below.
+    Batches of 2 to :data:`SMALL_BATCH` rows take the hand loop; larger ones BLAS. Batch 1
+    takes BLAS in the forward pass (a matrix-vector product, as fast as the hand loop, that
+    needs no transposed copy of ``w_hh``) and the hand loop in the backward pass.
     """
-    return B > SMALL_BATCH
+    if B > SMALL_BATCH:
+        return True
+    return B == 1 and not backward
 
 
 # ---------------------------------------------------------------- argument checks
@@ -223,7 +235,7 @@ def _constants(dtype):
         80.0,  # 1: largest argument; exp(-80) = 1.8e-35, tanh(40) = 1 in both dtypes
         1.0 / math.log(2.0),  # 2: log2(e)
         0.693359375,  # 3: ln 2 rounded to 9 bits, so n * ln2_hi is exact
-        math.log(2.0) - 0.693359375,  # 4: the rest of ln 2
+        -2.12194440054690582768e-4,  # 4: ln 2 - ln2_hi, to 21 digits (math.log(2) - ln2_hi loses 13)
         0.5, 0.25, 2.0**-4, 2.0**-8, 2.0**-16, 2.0**-32, 2.0**-64,  # 5-11: 2**-(2**m)
     ]  # fmt: skip
     # 12-: Taylor coefficients (-1)**m / m! of exp(-r) - 1, highest degree first. For
@@ -355,31 +367,62 @@ def _vecmat_add(a, m, out):
     k = 0
     while k + 4 <= K:
         a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
-        m0, m1, m2, m3 = m[k], m[k + 1], m[k + 2], m[k + 3]
         for n in range(N):
-            out[n] += a0 * m0[n] + a1 * m1[n] + a2 * m2[n] + a3 * m3[n]
+            out[n] += a0 * m[k, n] + a1 * m[k + 1, n] + a2 * m[k + 2, n] + a3 * m[k + 3, n]
         k += 4
     while k < K:
-        a0, m0 = a[k], m[k]
         for n in range(N):
-            out[n] += a0 * m0[n]
+            out[n] += a[k] * m[k, n]
         k += 1
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
-def _forward_fused(G, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k, n_chunks):
+@njit(**_JIT)
+def _rows_matmul_add(A, m, out, lo, hi):
+    """``out[lo:hi] += A[lo:hi] @ m`` by hand: rows in pairs, so that each load of ``m``
+    (from L2 once it outgrows L1) serves two rows; an odd last row on its own."""
+    K, N = m.shape
+    b = lo
+    while b + 2 <= hi:
+        k = 0
+        while k + 4 <= K:
+            a0, a1, a2, a3 = A[b, k], A[b, k + 1], A[b, k + 2], A[b, k + 3]
+            e0, e1, e2, e3 = A[b + 1, k], A[b + 1, k + 1], A[b + 1, k + 2], A[b + 1, k + 3]
+            for n in range(N):
+                w0, w1, w2, w3 = m[k, n], m[k + 1, n], m[k + 2, n], m[k + 3, n]
+                out[b, n] += a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3
+                out[b + 1, n] += e0 * w0 + e1 * w1 + e2 * w2 + e3 * w3
+            k += 4
+        while k < K:
+            for n in range(N):
+                out[b, n] += A[b, k] * m[k, n]
+                out[b + 1, n] += A[b + 1, k] * m[k, n]
+            k += 1
+        b += 2
+    if b < hi:
+        _vecmat_add(A[b], m, out[b])
+
+
+@njit(**_JIT)
+def _forward_rows(lo, hi, G, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
+    """The whole forward time loop for the batch rows ``lo:hi``, products by hand."""
     T, B, G4 = G.shape
+    scratch = np.empty(h.shape[1], dtype=G.dtype)  # the calling thread's own buffer
+    for t in range(T):
+        for b in range(lo, hi):
+            for j in range(G4):
+                G[t, b, j] += bias[j]
+        # G[t, lo:hi] += h[lo:hi] @ w_hh.T (rows past their length too: unused)
+        _rows_matmul_add(h, w_hh_t, G[t], lo, hi)
+        _forward_step_rows(t, lo, hi, G, h, c, lens, y, c_all, tanh_c_all, store, scratch, k)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def _forward_chunks(n_chunks, G, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
+    """:func:`_forward_rows` over ``n_chunks`` batch chunks in parallel (rows are independent)."""
+    B = G.shape[1]
     for chunk in prange(n_chunks):
         lo, hi = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
-        scratch = np.empty(h.shape[1], dtype=G.dtype)  # this thread's own buffer
-        for t in range(T):
-            for b in range(lo, hi):
-                if t < lens[b]:
-                    gates = G[t, b]
-                    for j in range(G4):
-                        gates[j] += bias[j]
-                    _vecmat_add(h[b], w_hh_t, gates)  # gates += h[b] @ w_hh.T
-            _forward_step_rows(t, lo, hi, G, h, c, lens, y, c_all, tanh_c_all, store, scratch, k)
+        _forward_rows(lo, hi, G, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k)
 
 
 @njit(**_JIT)
@@ -422,16 +465,27 @@ def _backward_blas(dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG):
                 dh[b, :] = dh_prev[b]
 
 
+@njit(**_JIT)
+def _backward_rows(lo, hi, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG):
+    """The whole backward time loop for the batch rows ``lo:hi``, products by hand."""
+    T = dG.shape[0]
+    for t in range(T - 1, -1, -1):
+        for b in range(lo, hi):
+            if t < lens[b]:
+                c_prev = c_all[t - 1, b] if t > 0 else c0[b]
+                _backward_row(dy[t, b], gates[t, b], c_prev, tanh_c_all[t, b], dh[b], dc[b], dG[t, b])
+                dh[b, :] = 0
+            else:
+                dG[t, b, :] = 0
+        # dh[lo:hi] = dG[t, lo:hi] @ w_hh for active rows; a finished row's dG is zero,
+        # so adding the product keeps its dh.
+        _rows_matmul_add(dG[t], w_hh, dh, lo, hi)
+
+
 @njit(cache=True, error_model="numpy", parallel=True)
-def _backward_fused(dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG, n_chunks):
-    T, B, G4 = dG.shape
+def _backward_chunks(n_chunks, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG):
+    """:func:`_backward_rows` over ``n_chunks`` batch chunks in parallel."""
+    B = dG.shape[1]
     for chunk in prange(n_chunks):
-        for t in range(T - 1, -1, -1):
-            for b in range(chunk * B // n_chunks, (chunk + 1) * B // n_chunks):
-                if t < lens[b]:
-                    c_prev = c_all[t - 1, b] if t > 0 else c0[b]
-                    _backward_row(dy[t, b], gates[t, b], c_prev, tanh_c_all[t, b], dh[b], dc[b], dG[t, b])
-                    dh[b, :] = 0
-                    _vecmat_add(dG[t, b], w_hh, dh[b])  # dh[b] = dG[t, b] @ w_hh
-                else:
-                    dG[t, b, :] = 0
+        lo, hi = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
+        _backward_rows(lo, hi, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG)
