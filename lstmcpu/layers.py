@@ -225,9 +225,24 @@ class _RecurrentLayer:
         lengths = check_lengths(lengths, T, B)
         states0 = self._check_states(hx, B, unbatched, "hx", self._state_names_in)
         backend = get_backend(self.backend, cell=self._capabilities(), dtype=self.dtype)
+        out, states_n = self._forward(x, states0, lengths, backend)
+        if self._tape is not None:
+            self._tape["unbatched"] = unbatched
+        return self._to_user_layout(out, unbatched), self._states_out(states_n, unbatched)
+
+    def _forward(self, x, states0, lengths, backend):
+        """:meth:`forward` on checked arrays, for callers that validated their data once.
+
+        ``x`` is time-major ``(T, B, input_size)``, C-contiguous, of :attr:`dtype`;
+        ``states0`` is the list of full initial states (``[h0, c0]`` for LSTM, ``[h0]``
+        otherwise), each ``(D * num_layers, B, ...)``; ``lengths`` is ``None`` or int64
+        ``(B,)`` in ``[1, T]``; ``backend`` is resolved. Returns time-major ``out`` and the
+        list of final states.
+        """
+        T, B, _ = x.shape
         D = self.num_directions
         states_n = [np.empty(shape, self.dtype) for shape in self._state_shapes(B)]
-        tape = dict(caches=[], masks=[], lengths=lengths, backend=backend, T=T, B=B, unbatched=unbatched)
+        tape = dict(caches=[], masks=[], lengths=lengths, backend=backend, T=T, B=B, unbatched=False)
         layer_input = x
         for layer in range(self.num_layers):
             outputs = []
@@ -251,7 +266,7 @@ class _RecurrentLayer:
             tape["masks"].append(mask)
             layer_input = out
         self._tape = tape if self.training else None
-        return self._to_user_layout(layer_input, unbatched), self._states_out(states_n, unbatched)
+        return layer_input, states_n
 
     _state_names_in = ("h0",)
     _state_names_grad = ("grad_h_n",)
@@ -336,11 +351,19 @@ class _RecurrentLayer:
                 "backward() needs a forward() in training mode first (call .train() before "
                 "forward; each forward allows one backward)"
             )
-        D, R = self.num_directions, self._output_size
         T, B, unbatched = tape["T"], tape["B"], tape["unbatched"]
-        caches, lengths, backend = tape["caches"], tape["lengths"], tape["backend"]
         grad_out = self._check_grad_out(grad_out, T, B, unbatched)
         dstates_n = self._check_states(grad_state, B, unbatched, "grad_state", self._state_names_grad)
+        grad_x, dstates0 = self._backward(grad_out, dstates_n)
+        return self._to_user_layout(grad_x, unbatched), self._states_out(dstates0, unbatched)
+
+    def _backward(self, grad_out, dstates_n):
+        """:meth:`backward` on checked arrays, after :meth:`_forward`: time-major ``grad_out``
+        ``(T, B, D * H_out)`` and the list of full state gradients. Returns time-major
+        ``grad_x`` and the list of initial-state gradients; fills :attr:`grads`."""
+        tape = self._tape
+        D, R = self.num_directions, self._output_size
+        caches, lengths, backend = tape["caches"], tape["lengths"], tape["backend"]
         dstates0 = [np.empty_like(s) for s in dstates_n]
         grads = {}
         d_layer_out = grad_out
@@ -365,7 +388,7 @@ class _RecurrentLayer:
             d_layer_out = d_input
         self.grads = {name: grads[name] for name in self.params}
         self._tape = None
-        return self._to_user_layout(d_layer_out, unbatched), self._states_out(dstates0, unbatched)
+        return d_layer_out, dstates0
 
     def _check_grad_out(self, grad_out, T, B, unbatched):
         features = self.num_directions * self._output_size
