@@ -1,7 +1,8 @@
 """Weight-layout converters between lstmcpu (PyTorch's layout) and other frameworks.
 
 lstmcpu keeps PyTorch's gate order (LSTM: i, f, g, o; GRU: r, z, n). ONNX's LSTM operator
-orders the gates i, o, f, c and its GRU operator z, r, h.
+orders the gates i, o, f, c and its GRU operator z, r, h; PyTorch's GRU is ONNX's with
+``linear_before_reset=1``.
 
 ONNX couples the gates the other way round from lstmcpu: with ``input_forget=1`` it
 computes the input gate and sets ``f = 1 - i``, while lstmcpu's coupled LSTM computes the
@@ -11,7 +12,23 @@ gate with the negated forget-gate weights (and peephole) is exactly lstmcpu's ``
 
 import numpy as np
 
-__all__ = ["onnx_lstm_weights"]
+__all__ = ["onnx_gru_weights", "onnx_lstm_weights", "onnx_rnn_weights", "torch_state_dict"]
+
+
+def torch_state_dict(layer):
+    """The layer's parameters as a dict of CPU ``torch.Tensor`` s under PyTorch's names.
+
+    ``torch.nn.LSTM(...).load_state_dict(torch_state_dict(layer))`` loads them (for the
+    configurations PyTorch has: no peepholes, no coupled gates). Needs torch installed;
+    the other direction needs nothing: ``layer.load_state_dict(torch_module.state_dict())``.
+    """
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError("torch_state_dict needs PyTorch: pip install torch") from exc
+    if getattr(layer, "peephole", False) or getattr(layer, "coupled", False):
+        raise ValueError("PyTorch has no peephole or coupled-gate LSTM; these weights have no torch equivalent")
+    return {name: torch.from_numpy(value.copy()) for name, value in layer.params.items()}
 
 
 def onnx_lstm_weights(layer, layer_index=0):
@@ -26,9 +43,9 @@ def onnx_lstm_weights(layer, layer_index=0):
 
     Returns
     -------
-    dict of str to ndarray
-        ``W`` (D, 4H, I), ``R`` (D, 4H, H), ``B`` (D, 8H), and ``P`` (D, 3H) when the layer
-        has peepholes; the attribute ``input_forget`` is 1 for a coupled layer.
+    dict
+        ``W`` (D, 4H, I), ``R`` (D, 4H, H), ``B`` (D, 8H), ``P`` (D, 3H) when the layer has
+        peepholes, and ``attributes`` for the operator (``input_forget=1`` when coupled).
 
     Examples
     --------
@@ -39,30 +56,64 @@ def onnx_lstm_weights(layer, layer_index=0):
     """
     if layer.proj_size:
         raise ValueError("ONNX's LSTM operator has no projection; proj_size must be 0")
-    if not 0 <= layer_index < layer.num_layers:
-        raise ValueError(f"layer_index must be in [0, {layer.num_layers}), got {layer_index}")
     H = layer.hidden_size
-    per_direction = {"W": [], "R": [], "B": [], "P": []}
-    for direction in range(layer.num_directions):
-        p = layer._layer_params(layer_index, direction)
-        zeros = np.zeros(layer._n_gates * H, layer.dtype)
-        b_ih = p.get("bias_ih", zeros)
-        b_hh = p.get("bias_hh", zeros)
-        per_direction["W"].append(_onnx_gate_order(p["weight_ih"], H, layer.coupled))
-        per_direction["R"].append(_onnx_gate_order(p["weight_hh"], H, layer.coupled))
-        per_direction["B"].append(
-            np.concatenate([_onnx_gate_order(b_ih, H, layer.coupled), _onnx_gate_order(b_hh, H, layer.coupled)])
-        )
-        if layer.peephole:
-            p_i = -p["weight_cf"] if layer.coupled else p["weight_ci"]
-            p_f = np.zeros(H, layer.dtype) if layer.coupled else p["weight_cf"]
-            per_direction["P"].append(np.concatenate([p_i, p["weight_co"], p_f]))
-    weights = {name: np.stack(arrays) for name, arrays in per_direction.items() if arrays}
-    weights["input_forget"] = int(layer.coupled)
+
+    def reorder(a):
+        return _lstm_gate_order(a, H, layer.coupled)
+
+    def peephole(p):
+        if not layer.peephole:
+            return None
+        p_i = -p["weight_cf"] if layer.coupled else p["weight_ci"]
+        p_f = np.zeros(H, layer.dtype) if layer.coupled else p["weight_cf"]
+        return np.concatenate([p_i, p["weight_co"], p_f])
+
+    weights = _stack_directions(layer, layer_index, reorder, peephole)
+    weights["attributes"] = {"input_forget": int(layer.coupled)}
     return weights
 
 
-def _onnx_gate_order(a, H, coupled):
+def onnx_gru_weights(layer, layer_index=0):
+    """The ``W``, ``R`` and ``B`` inputs of ONNX's ``GRU`` operator for one layer of an
+    :class:`lstmcpu.GRU`, and its ``attributes`` (``linear_before_reset=1``)."""
+    H = layer.hidden_size
+
+    def reorder(a):
+        r, z, n = a[:H], a[H : 2 * H], a[2 * H :]
+        return np.concatenate([z, r, n])
+
+    weights = _stack_directions(layer, layer_index, reorder)
+    weights["attributes"] = {"linear_before_reset": 1}
+    return weights
+
+
+def onnx_rnn_weights(layer, layer_index=0):
+    """The ``W``, ``R`` and ``B`` inputs of ONNX's ``RNN`` operator for one layer of an
+    :class:`lstmcpu.RNN`, and its ``attributes`` (the activation of each direction)."""
+    weights = _stack_directions(layer, layer_index, lambda a: a)
+    activation = "Tanh" if layer.nonlinearity == "tanh" else "Relu"
+    weights["attributes"] = {"activations": [activation] * layer.num_directions}
+    return weights
+
+
+def _stack_directions(layer, layer_index, reorder, peephole=lambda p: None):
+    """ONNX's (num_directions, ...) arrays of one stacked layer, gates reordered."""
+    if not 0 <= layer_index < layer.num_layers:
+        raise ValueError(f"layer_index must be in [0, {layer.num_layers}), got {layer_index}")
+    per_direction = {"W": [], "R": [], "B": [], "P": []}
+    for direction in range(layer.num_directions):
+        p = layer._layer_params(layer_index, direction)
+        zeros = np.zeros(p["weight_ih"].shape[0], layer.dtype)
+        per_direction["W"].append(reorder(p["weight_ih"]))
+        per_direction["R"].append(reorder(p["weight_hh"]))
+        per_direction["B"].append(np.concatenate([reorder(p.get("bias_ih", zeros)), reorder(p.get("bias_hh", zeros))]))
+        peep = peephole(p)
+        if peep is not None:
+            per_direction["P"].append(peep)
+    return {name: np.stack(arrays) for name, arrays in per_direction.items() if arrays}
+
+
+def _lstm_gate_order(a, H, coupled):
     """Rows in lstmcpu's order (i, f, g, o, or f, g, o when coupled) -> ONNX's i, o, f, c."""
     if coupled:
         f, g, o = a[:H], a[H : 2 * H], a[2 * H :]

@@ -31,7 +31,7 @@ def run_onnxruntime(layer, x, h0, c0, lengths):
     inputs = ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P" if "P" in weights else ""]
     node = helper.make_node(
         "LSTM", inputs, ["Y", "Y_h", "Y_c"], hidden_size=layer.hidden_size,
-        direction="bidirectional" if layer.bidirectional else "forward", input_forget=weights["input_forget"],
+        direction="bidirectional" if layer.bidirectional else "forward", **weights["attributes"],
     )  # fmt: skip
     initializers = [numpy_helper.from_array(weights[k].astype(np.float32), k) for k in ("W", "R", "B", "P") if k in weights]
     graph = helper.make_graph(

@@ -134,3 +134,21 @@ def test_state_dict_round_trip_with_live_torch():
     back.load_state_dict(theirs.state_dict())  # tensors load directly
     for name, value in ours.state_dict().items():
         np.testing.assert_array_equal(back.params[name], value)
+
+
+def test_torch_state_dict_round_trip_gives_identical_outputs():
+    torch = pytest.importorskip("torch")
+    from lstmcpu.interop import torch_state_dict
+
+    ours = lstmcpu.LSTM(4, 6, num_layers=2, proj_size=3, bidirectional=True, dtype=np.float64, random_state=0)
+    theirs = torch.nn.LSTM(4, 6, num_layers=2, proj_size=3, bidirectional=True, dtype=torch.float64)
+    theirs.load_state_dict(torch_state_dict(ours))
+    back = lstmcpu.LSTM(4, 6, num_layers=2, proj_size=3, bidirectional=True, dtype=np.float64)
+    back.load_state_dict(theirs.state_dict())
+    x = np.random.default_rng(0).standard_normal((5, 2, 4))
+    with torch.no_grad():
+        torch_out, _ = theirs(torch.from_numpy(x))
+    np.testing.assert_array_equal(back.eval()(x)[0], ours.eval()(x)[0])
+    np.testing.assert_allclose(back(x)[0], torch_out.numpy(), rtol=1e-12, atol=1e-13)
+    with pytest.raises(ValueError, match="no peephole"):
+        torch_state_dict(lstmcpu.LSTM(2, 3, peephole=True))
