@@ -222,8 +222,11 @@ def _check_grad(a, shape, dtype, name):
 
 
 # The numpy error model drops the ZeroDivisionError check of each division, a branch that
-# would keep LLVM from vectorising the elementwise loops.
-_JIT = dict(cache=True, error_model="numpy")
+# would keep LLVM from vectorising the elementwise loops. The serial kernels release the GIL,
+# so several Python threads can run them at once; the parallel launchers keep it, so that
+# their launches never overlap (Numba's fallback "workqueue" threading layer forbids that).
+_JIT = dict(cache=True, error_model="numpy", nogil=True)
+_PARALLEL_JIT = dict(cache=True, error_model="numpy", parallel=True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -416,7 +419,7 @@ def _forward_rows(lo, hi, G, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, sto
         _forward_step_rows(t, lo, hi, G, h, c, lens, y, c_all, tanh_c_all, store, scratch, k)
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
+@njit(**_PARALLEL_JIT)
 def _forward_chunks(n_chunks, G, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
     """:func:`_forward_rows` over ``n_chunks`` batch chunks in parallel (rows are independent)."""
     B = G.shape[1]
@@ -482,7 +485,7 @@ def _backward_rows(lo, hi, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc,
         _rows_matmul_add(dG[t], w_hh, dh, lo, hi)
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
+@njit(**_PARALLEL_JIT)
 def _backward_chunks(n_chunks, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG):
     """:func:`_backward_rows` over ``n_chunks`` batch chunks in parallel."""
     B = dG.shape[1]
