@@ -12,23 +12,30 @@ Backward
     1. a compiled time loop of elementwise work and one product ``dG[t] @ w_hh`` per step;
     2. after the loop, the weight gradients as single big GEMMs over all steps (NumPy).
 
-The recurrent product takes one of two routes, chosen per call by :func:`use_blas`:
+Threads. Rows of the batch are independent, so the batch is cut into one chunk per Numba
+thread (``numba.set_num_threads``, or ``n_threads``) and each chunk runs the whole time loop
+on its own, with its own buffers: no synchronisation per step, never parallel over time. One
+chunk runs without any parallel region.
 
-* **BLAS** (``np.dot`` into a preallocated buffer, which Numba hands to the BLAS of SciPy)
-  for large batches. The time loop runs on one thread; the BLAS library's own threads
-  (controlled with ``threadpoolctl``) parallelise each product.
-* **fused hand loop** for small batches, where a BLAS call costs more than its work. Rows of
-  the batch are independent, so the batch is cut into one chunk per Numba thread
-  (``numba.set_num_threads``) and each chunk runs the whole time loop on its own: no
-  synchronisation per step, never parallel over time. Each row is computed by the same
-  instructions whatever the chunking, so the result does not depend on the thread count.
+The recurrent product of a chunk takes one of two routes, chosen per call by
+:func:`use_blas`:
+
+* **BLAS** (``np.dot`` into a preallocated buffer, which Numba hands to SciPy's BLAS) for
+  chunks of more than :data:`SMALL_BATCH` rows. With one chunk the BLAS threads obey
+  ``threadpoolctl``; with several, BLAS runs on one thread during the call (the chunks are
+  the parallelism), so the backend uses ``n_threads`` threads in all.
+* **hand loop** for smaller chunks, where a BLAS call costs more than its work. Each row
+  is computed by the same instructions whatever the chunking, so the results do not depend
+  on the thread count (on the BLAS route they may differ by rounding).
 
 The kernels are plain Python functions compiled with ``njit(cache=True)``: they also run,
 slowly, under ``NUMBA_DISABLE_JIT=1`` for debugging and coverage.
 """
 
+import contextlib
 import functools
 import math
+import threading
 
 import numba
 import numpy as np
@@ -37,6 +44,7 @@ import numpy as np
 # see it (a library loaded inside ``threadpool_limits`` escapes the limit).
 import scipy.linalg.cython_blas  # noqa: F401
 from numba import njit, prange
+from threadpoolctl import ThreadpoolController
 
 from lstmcpu.backend import Backend
 
@@ -80,6 +88,11 @@ class NumbaBackend(Backend):
 
     def forward(self, x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
         x, w_ih, w_hh, b, h0, c0 = _check_forward_args(x, w_ih, w_hh, b, h0, c0)
+        n_chunks = self._chunks(x.shape[1])
+        with _blas_limit(n_chunks):
+            return self._forward(x, w_ih, w_hh, b, h0, c0, lengths, need_cache, n_chunks)
+
+    def _forward(self, x, w_ih, w_hh, b, h0, c0, lengths, need_cache, n_chunks):
         T, B, I = x.shape
         H = w_hh.shape[1]
         lens = _check_kernel_lengths(lengths, T, B)
@@ -91,16 +104,13 @@ class NumbaBackend(Backend):
         c_all = np.empty(cached, dtype=x.dtype)
         tanh_c_all = np.empty(cached, dtype=x.dtype)
         k = _constants(x.dtype)
-        args = (G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, need_cache, k)
-        if use_blas(B, backward=False):
-            _forward_blas(*args)
+        blas = use_blas(B, n_chunks, backward=False)
+        w_hh_t = w_hh if blas else np.ascontiguousarray(w_hh.T)  # the hand loop reads rows of w_hh.T
+        args = (blas, G, w_hh, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, need_cache, k)
+        if n_chunks == 1:  # no parallel region at all
+            _forward_rows(0, B, *args)
         else:
-            args = (G, np.ascontiguousarray(w_hh.T), *args[2:])  # the hand loop reads rows of w_hh.T
-            n_chunks = self._chunks(B)
-            if n_chunks == 1:  # no parallel region at all
-                _forward_rows(0, B, *args)
-            else:
-                _forward_chunks(n_chunks, *args)
+            _forward_chunks(n_chunks, *args)
         if not need_cache:
             return y, h, c, None
         cache = {
@@ -110,6 +120,11 @@ class NumbaBackend(Backend):
         return y, h, c, cache
 
     def backward(self, dy, dh_n, dc_n, cache):
+        n_chunks = self._chunks(cache["x"].shape[1])
+        with _blas_limit(n_chunks):
+            return self._backward(dy, dh_n, dc_n, cache, n_chunks)
+
+    def _backward(self, dy, dh_n, dc_n, cache, n_chunks):
         x, w_ih, w_hh = cache["x"], cache["w_ih"], cache["w_hh"]
         T, B, I = x.shape
         H = w_hh.shape[1]
@@ -118,15 +133,12 @@ class NumbaBackend(Backend):
         dc = _check_grad(dc_n, (B, H), x.dtype, "dc_n").copy()
         h0, c0, y, lens = cache["h0"], cache["c0"], cache["y"], cache["lengths"]
         dG = np.empty((T, B, 4 * H), dtype=x.dtype)
-        args = (dy, cache["gates"], cache["c"], cache["tanh_c"], c0, w_hh, lens, dh, dc, dG)
-        if use_blas(B, backward=True):
-            _backward_blas(*args)
+        blas = use_blas(B, n_chunks, backward=True)
+        args = (blas, dy, cache["gates"], cache["c"], cache["tanh_c"], c0, w_hh, lens, dh, dc, dG)
+        if n_chunks == 1:
+            _backward_rows(0, B, *args)
         else:
-            n_chunks = self._chunks(B)
-            if n_chunks == 1:
-                _backward_rows(0, B, *args)
-            else:
-                _backward_chunks(n_chunks, *args)
+            _backward_chunks(n_chunks, *args)
         # Weight gradients: single GEMMs over all steps, never accumulated per step.
         dG2 = dG.reshape(T * B, 4 * H)
         # dw_ih = dG2.T @ x2
@@ -146,20 +158,44 @@ def make_backend():
     return NumbaBackend()
 
 
+@contextlib.contextmanager
+def _blas_limit(n_chunks):
+    """With several chunks, BLAS runs on one thread for the whole call: the chunks are the
+    parallelism, and BLAS threads left spinning after a threaded product would take the
+    cores from them (measured: 1.3 ms became 16-28 ms on 2 cores). The limit is global
+    state, so such calls take turns (one lock) and each restores exactly what it found."""
+    if n_chunks == 1:
+        yield
+        return
+    with _PARALLEL_CALL, _blas_controller().limit(limits=1):
+        yield
+
+
+_PARALLEL_CALL = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_controller():
+    """threadpoolctl's handle on the BLAS libraries, built once (building it scans the loaded
+    libraries, a few milliseconds; limiting through it costs about 12 microseconds)."""
+    return ThreadpoolController().select(user_api="blas")
+
+
 # ---------------------------------------------------------------- choosing the product route
 
 #: Largest batch whose recurrent products go through the hand loop rather than BLAS.
 SMALL_BATCH = 16
 
 
-def use_blas(B, *, backward):
-    """True when the recurrent products of a batch of ``B`` rows should go to BLAS.
+def use_blas(B, n_chunks=1, *, backward):
+    """True when the recurrent products of a batch of ``B`` rows, cut into ``n_chunks``
+    chunks, should go to BLAS rather than the hand loop.
 
-    Batches of 2 to :data:`SMALL_BATCH` rows take the hand loop; larger ones BLAS. Batch 1
-    takes BLAS in the forward pass (a matrix-vector product, as fast as the hand loop, that
-    needs no transposed copy of ``w_hh``) and the hand loop in the backward pass.
+    Chunks of more than :data:`SMALL_BATCH` rows take BLAS, smaller ones the hand loop,
+    except a batch of one in the forward pass: BLAS's matrix-vector product is as fast as the
+    hand loop there and needs no transposed copy of ``w_hh``.
     """
-    if B > SMALL_BATCH:
+    if -(-B // n_chunks) > SMALL_BATCH:
         return True
     return B == 1 and not backward
 
@@ -348,20 +384,6 @@ def _forward_step_rows(t, lo, hi, G, h, c, lens, y, c_all, tanh_c_all, store, sc
 
 
 @njit(**_JIT)
-def _forward_blas(G, w_hh, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
-    T, B, G4 = G.shape
-    R = np.empty((B, G4), dtype=G.dtype)
-    scratch = np.empty(h.shape[1], dtype=G.dtype)
-    for t in range(T):
-        # R = h @ w_hh.T
-        np.dot(h, w_hh.T, R)
-        for b in range(B):
-            for j in range(G4):
-                G[t, b, j] += R[b, j] + bias[j]
-        _forward_step_rows(t, 0, B, G, h, c, lens, y, c_all, tanh_c_all, store, scratch, k)
-
-
-@njit(**_JIT)
 def _vecmat_add(a, m, out):
     """``out += a @ m`` for one row ``a`` (K,) and a C-contiguous ``m`` (K, N), as axpys over
     the rows of ``m``, four at a time so that each pass over ``out`` does four
@@ -406,26 +428,39 @@ def _rows_matmul_add(A, m, out, lo, hi):
 
 
 @njit(**_JIT)
-def _forward_rows(lo, hi, G, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
-    """The whole forward time loop for the batch rows ``lo:hi``, products by hand."""
+def _forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
+    """The whole forward time loop for the batch rows ``lo:hi``.
+
+    The recurrent product goes through BLAS when ``blas``, else through the hand loop, which
+    reads ``w_hh_t``, a C-contiguous ``w_hh.T``.
+    """
     T, B, G4 = G.shape
-    scratch = np.empty(h.shape[1], dtype=G.dtype)  # the calling thread's own buffer
+    # This thread's own buffers: tanh(c) when not cached, and the BLAS product.
+    scratch = np.empty(h.shape[1], dtype=G.dtype)
+    R = np.empty((hi - lo if blas else 0, G4), dtype=G.dtype)
     for t in range(T):
-        for b in range(lo, hi):
-            for j in range(G4):
-                G[t, b, j] += bias[j]
-        # G[t, lo:hi] += h[lo:hi] @ w_hh.T (rows past their length too: unused)
-        _rows_matmul_add(h, w_hh_t, G[t], lo, hi)
+        if blas:
+            # R = h[lo:hi] @ w_hh.T
+            np.dot(h[lo:hi], w_hh.T, R)
+            for r in range(hi - lo):
+                for j in range(G4):
+                    G[t, lo + r, j] += R[r, j] + bias[j]
+        else:
+            for b in range(lo, hi):
+                for j in range(G4):
+                    G[t, b, j] += bias[j]
+            # G[t, lo:hi] += h[lo:hi] @ w_hh.T (rows past their length too: unused)
+            _rows_matmul_add(h, w_hh_t, G[t], lo, hi)
         _forward_step_rows(t, lo, hi, G, h, c, lens, y, c_all, tanh_c_all, store, scratch, k)
 
 
 @njit(**_PARALLEL_JIT)
-def _forward_chunks(n_chunks, G, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
+def _forward_chunks(n_chunks, blas, G, w_hh, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
     """:func:`_forward_rows` over ``n_chunks`` batch chunks in parallel (rows are independent)."""
     B = G.shape[1]
     for chunk in prange(n_chunks):
         lo, hi = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
-        _forward_rows(lo, hi, G, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k)
+        _forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k)
 
 
 @njit(**_JIT)
@@ -451,27 +486,11 @@ def _backward_row(dy, gates, c_prev, tanh_c, dh, dc, dgates):
 
 
 @njit(**_JIT)
-def _backward_blas(dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG):
+def _backward_rows(lo, hi, blas, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG):
+    """The whole backward time loop for the batch rows ``lo:hi``; the products ``dG[t] @ w_hh``
+    through BLAS when ``blas``, else by hand."""
     T, B, G4 = dG.shape
-    dh_prev = np.empty(dh.shape, dtype=dh.dtype)
-    for t in range(T - 1, -1, -1):
-        for b in range(B):
-            if t < lens[b]:
-                c_prev = c_all[t - 1, b] if t > 0 else c0[b]
-                _backward_row(dy[t, b], gates[t, b], c_prev, tanh_c_all[t, b], dh[b], dc[b], dG[t, b])
-            else:
-                dG[t, b, :] = 0
-        # dh_prev = dG[t] @ w_hh
-        np.dot(dG[t], w_hh, dh_prev)
-        for b in range(B):
-            if t < lens[b]:
-                dh[b, :] = dh_prev[b]
-
-
-@njit(**_JIT)
-def _backward_rows(lo, hi, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG):
-    """The whole backward time loop for the batch rows ``lo:hi``, products by hand."""
-    T = dG.shape[0]
+    dh_prev = np.empty((hi - lo if blas else 0, dh.shape[1]), dtype=dh.dtype)  # this thread's own
     for t in range(T - 1, -1, -1):
         for b in range(lo, hi):
             if t < lens[b]:
@@ -482,13 +501,17 @@ def _backward_rows(lo, hi, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc,
                 dG[t, b, :] = 0
         # dh[lo:hi] = dG[t, lo:hi] @ w_hh for active rows; a finished row's dG is zero,
         # so adding the product keeps its dh.
-        _rows_matmul_add(dG[t], w_hh, dh, lo, hi)
+        if blas:
+            np.dot(dG[t, lo:hi], w_hh, dh_prev)
+            dh[lo:hi] += dh_prev
+        else:
+            _rows_matmul_add(dG[t], w_hh, dh, lo, hi)
 
 
 @njit(**_PARALLEL_JIT)
-def _backward_chunks(n_chunks, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG):
+def _backward_chunks(n_chunks, blas, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG):
     """:func:`_backward_rows` over ``n_chunks`` batch chunks in parallel."""
     B = dG.shape[1]
     for chunk in prange(n_chunks):
         lo, hi = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
-        _backward_rows(lo, hi, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG)
+        _backward_rows(lo, hi, blas, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc, dG)

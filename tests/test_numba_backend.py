@@ -55,9 +55,12 @@ def test_both_product_routes_match_the_oracle(monkeypatch, dtype, route, shape, 
     assert_matches_oracle(forward_backward(nb.NumbaBackend(), p, dtype), p, dtype)
 
 
-def test_default_crossover_sends_small_batches_by_hand_and_large_ones_to_blas():
-    assert not nb.use_blas(2, backward=False) and not nb.use_blas(nb.SMALL_BATCH, backward=False)
-    assert nb.use_blas(nb.SMALL_BATCH + 1, backward=False) and nb.use_blas(nb.SMALL_BATCH + 1, backward=True)
+def test_default_crossover_sends_small_chunks_by_hand_and_large_ones_to_blas():
+    small = nb.SMALL_BATCH
+    assert not nb.use_blas(2, backward=False) and not nb.use_blas(small, backward=False)
+    assert nb.use_blas(small + 1, backward=False) and nb.use_blas(small + 1, backward=True)
+    # The route follows the rows per chunk (one chunk per thread).
+    assert not nb.use_blas(2 * small, 2, backward=False) and nb.use_blas(2 * small + 1, 2, backward=True)
     # Batch 1 forward: BLAS's matrix-vector product, which needs no transposed weights.
     assert nb.use_blas(1, backward=False) and not nb.use_blas(1, backward=True)
 
@@ -71,14 +74,20 @@ def test_saturated_gates_stay_finite_on_both_routes(monkeypatch, route):
     assert all(np.isfinite(a).all() for a in got)
 
 
-def test_result_does_not_depend_on_the_number_of_threads():
-    """The small-batch route cuts the batch into one chunk per thread; every row is computed
-    by the same instructions, so the results are identical for any chunking."""
+def test_result_does_not_depend_on_the_number_of_threads(monkeypatch):
+    """The batch is cut into one chunk per thread. On the hand route every row is computed by
+    the same instructions whatever the chunking, so the results are identical; on the BLAS
+    route the library may round differently for other matrix sizes."""
     p = random_problem(7, 11, 4, 6, np.float32, seed=2, lengths=True)
     results = [forward_backward(nb.NumbaBackend(n_threads=n), p, np.float32) for n in (1, 2, 3, 11)]
     for other in results[1:]:
         for name, a, b in zip(["y", "h_n", "c_n"] + GRAD_NAMES, results[0], other):
             np.testing.assert_array_equal(a, b, err_msg=name)
+    monkeypatch.setattr(nb, "SMALL_BATCH", 0)
+    results = [forward_backward(nb.NumbaBackend(n_threads=n), p, np.float32) for n in (1, 2, 3)]
+    for other in results[1:]:
+        for name, a, b in zip(["y", "h_n", "c_n"] + GRAD_NAMES, results[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_default_threads_follow_numba_set_num_threads():
