@@ -47,7 +47,7 @@ def cython_extension(name):
         f"lstmcpu.backends.cython.{name}",
         [f"backends/cython/{name}.pyx"],
         include_dirs=["backends/cython", np.get_include()],
-        depends=["backends/cython/lstm_cell.h", "backends/cython/_blas.pxd"],
+        depends=[f"backends/cython/{f}" for f in ("lstm_cell.h", "lstm_recurrent.h", "_blas.pxd")],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         extra_compile_args=compile_args,
     )

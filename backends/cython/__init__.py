@@ -4,8 +4,9 @@ The time loops run in C without the GIL, so several Python threads can run model
 Importing this package fails with ImportError when its extension was not built; the
 registry then reports the backend as unavailable and says how to build it.
 
-Modules: ``_blas`` (the BLAS wrapper, written once for float and double), ``_lstm`` (the
-kernels and their argument checks), ``lstm_cell.h`` (the fused elementwise passes).
+Sources: ``_blas.pxd`` (the BLAS wrapper, written once for float and double), ``_lstm.pyx``
+(the kernels and their argument checks), ``lstm_cell.h`` (the fused elementwise passes) and
+``lstm_recurrent.h`` (the recurrent products for batches of at most 4 sequences).
 
 Examples
 --------

@@ -5,14 +5,18 @@ run without the GIL:
 
 Forward
     1. one GEMM for the input projection of all steps, ``G = x @ w_ih.T``;
-    2. per step, one GEMM ``G[t] += h @ w_hh.T`` and one fused pass per sequence
+    2. per step, one product ``G[t] += h @ w_hh.T`` and one fused pass per sequence
        (:c:func:`lstm_cell_forward_*` in ``lstm_cell.h``) that adds the bias, applies the
        activations and updates ``c`` and ``h``, writing ``h`` straight into ``y[t]``.
 
 Backward
-    1. per step, one fused pass per sequence that fills ``dG[t]`` and one GEMM
+    1. per step, one fused pass per sequence that fills ``dG[t]`` and one product
        ``dh = dG[t] @ w_hh``;
     2. after the loop, the weight and input gradients as single GEMMs over all steps.
+
+The per-step products go to BLAS GEMM, except for batches of at most ``SMALL_BATCH`` (4)
+sequences: there a BLAS call costs more than its arithmetic, and the hand-written kernels of
+``lstm_recurrent.h`` stream ``w_hh`` once per step for the whole batch instead.
 
 ``forward`` and ``backward`` are the Python entry: they check every shape, dtype and
 contiguity before any compiled loop runs, so no call can read or write out of bounds.
@@ -25,6 +29,17 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from _blas cimport gemm
+
+cdef extern from "lstm_recurrent.h" nogil:
+    int SMALL_BATCH "LSTMCPU_SMALL_BATCH"
+    void lstm_recurrent_forward_f32(int nb, int H, const float* w_hh, const float* h,
+                                    float* G, int ldg, int reverse)
+    void lstm_recurrent_forward_f64(int nb, int H, const double* w_hh, const double* h,
+                                    double* G, int ldg, int reverse)
+    void lstm_recurrent_backward_f32(int nb, int H, const float* w_hh, const float* dG,
+                                     int ldg, float* dh, int reverse)
+    void lstm_recurrent_backward_f64(int nb, int H, const double* w_hh, const double* dG,
+                                     int ldg, double* dh, int reverse)
 
 cdef extern from "lstm_cell.h" nogil:
     void lstm_cell_forward_f32(int H, float* gates, const float* bias, const float* c_prev,
@@ -174,6 +189,14 @@ cdef inline void _cell_forward(int H, floating* gates, const floating* bias,
         lstm_cell_forward_f64(H, gates, bias, c_prev, c_out, tanh_c, h_out)
 
 
+cdef inline void _recurrent_forward(int nb, int H, const floating* w_hh, const floating* h,
+                                    floating* G, int ldg, int reverse) noexcept nogil:
+    if floating is float:
+        lstm_recurrent_forward_f32(nb, H, w_hh, h, G, ldg, reverse)
+    else:
+        lstm_recurrent_forward_f64(nb, H, w_hh, h, G, ldg, reverse)
+
+
 def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                   const floating[:, ::1] w_hh, const floating[::1] b,
                   const floating[:, ::1] h0, const floating[:, ::1] c0,
@@ -198,7 +221,10 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             s = t if need_cache else t & 1
             u = t if need_cache else 0
             # NumPy: gates[t] += h_prev @ w_hh.T
-            gemm(False, True, B, G, H, 1, h_prev, H, &w_hh[0, 0], H, 1, &gates[t, 0, 0], G)
+            if B <= SMALL_BATCH:
+                _recurrent_forward(B, H, &w_hh[0, 0], h_prev, &gates[t, 0, 0], G, t & 1)
+            else:
+                gemm(False, True, B, G, H, 1, h_prev, H, &w_hh[0, 0], H, 1, &gates[t, 0, 0], G)
             for r in range(B):
                 if masked and t >= lengths[r]:
                     # Past this sequence's end: state unchanged, output stays zero.
@@ -270,6 +296,14 @@ cdef inline void _cell_backward(int H, const floating* gates, const floating* c_
         lstm_cell_backward_f64(H, gates, c_prev, tanh_c, dy, dh, dc, dgates)
 
 
+cdef inline void _recurrent_backward(int nb, int H, const floating* w_hh, const floating* dG,
+                                     int ldg, floating* dh, int reverse) noexcept nogil:
+    if floating is float:
+        lstm_recurrent_backward_f32(nb, H, w_hh, dG, ldg, dh, reverse)
+    else:
+        lstm_recurrent_backward_f64(nb, H, w_hh, dG, ldg, dh, reverse)
+
+
 def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
                    const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
                    const floating[:, ::1] h0, const floating[:, ::1] c0,
@@ -296,7 +330,10 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
                                &dy[t, r, 0], &dh[r, 0], &dc[r, 0], &dgates[t, r, 0])
             # The cell pass zeroed dh on the rows it used; padded rows keep theirs.
             # NumPy: dh += dgates[t] @ w_hh
-            gemm(False, False, B, H, G, 1, &dgates[t, 0, 0], G, &w_hh[0, 0], H, 1, &dh[0, 0], H)
+            if B <= SMALL_BATCH:
+                _recurrent_backward(B, H, &w_hh[0, 0], &dgates[t, 0, 0], G, &dh[0, 0], t & 1)
+            else:
+                gemm(False, False, B, H, G, 1, &dgates[t, 0, 0], G, &w_hh[0, 0], H, 1, &dh[0, 0], H)
         # NumPy: dw_ih = dgates.reshape(T * B, 4H).T @ x.reshape(T * B, I)
         gemm(True, False, G, I, T * B, 1, &dgates[0, 0, 0], G, &x[0, 0, 0], I, 0, &dw_ih[0, 0], I)
         # NumPy: dw_hh = dgates[0].T @ h0
