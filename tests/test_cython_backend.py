@@ -216,3 +216,18 @@ def test_small_batch_results_do_not_depend_on_the_thread_count(backend, dtype, B
     for run in runs[1:]:
         for got, ref in zip(run, runs[0]):
             np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("T, B", [(70, 33), (300, 5), (300, 4)], ids=str)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_inference_in_input_chunks_matches_oracle(backend, dtype, tol, T, B, with_lengths):
+    """Inference projects the input a chunk of steps at a time (INPUT_CHUNK_ROWS rows):
+    these shapes span several chunks, the last one partial."""
+    from lstmcpu.backends.cython import _lstm
+
+    assert T * B > _lstm.INPUT_CHUNK_ROWS and (T * B) % _lstm.INPUT_CHUNK_ROWS
+    p = random_problem(T, B, 6, 9, dtype, seed=T, lengths=with_lengths)
+    got = forward(backend, p, need_cache=False)
+    ref = forward(ORACLE, as64(p), need_cache=False)
+    for a, b in zip(got[:3], ref[:3]):
+        np.testing.assert_allclose(a, b, **tol)

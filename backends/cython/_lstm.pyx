@@ -62,6 +62,9 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # about a microsecond; 2**16 multiply-adds take a few).
 cdef enum:
     PARALLEL_MIN_WORK = 1 << 16
+# Rows (steps x sequences) of the input projection per GEMM in inference: enough for BLAS
+# to run at full speed, few enough that the gate buffer stays small.
+INPUT_CHUNK_ROWS = 1024
 # BLAS takes 32-bit sizes: every matrix dimension handed to it must fit.
 _INT_MAX = 2 ** 31 - 1
 
@@ -169,7 +172,10 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
     _check(c0, "c0", (B, H), dtype)
     lengths = _check_lengths(lengths, T, B)
 
-    gates = np.empty((T, B, 4 * H), dtype)
+    # Training keeps every step's gates; inference projects the input a chunk of steps at a
+    # time into a buffer it reuses, so its memory does not grow with T.
+    chunk = T if need_cache else min(T, max(1, INPUT_CHUNK_ROWS // B))
+    gates = np.empty((chunk, B, 4 * H), dtype)
     y = np.zeros((T, B, H), dtype) if lengths is not None else np.empty((T, B, H), dtype)
     # Without a cache, c lives in two alternating (B, H) slots and tanh(c) in one.
     c_all = np.empty((T if need_cache else 2, B, H), dtype)
@@ -213,22 +219,30 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                   floating[:, :, ::1] tanh_c, floating[:, ::1] h_state, bint need_cache):
     """The time loop, without the GIL; returns the slot of ``c_all`` holding ``c_n``.
 
-    Every thread of the team runs the loop over t; each step's recurrent product and cell
+    ``gates`` holds ``gates.shape[0]`` steps: all of them, or a chunk that the input
+    projection refills every that many steps. Every thread of the team runs the loop over t; each step's recurrent product and cell
     pass are split between them (see :func:`_team_size`), with a barrier after each (an
     explicit one: a prange inside a parallel block ends without a barrier).
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
-    cdef int G = 4 * H, t, s, s_prev, u, q, k, r, j0, n
+    cdef int G = 4 * H, t, s, s_prev, u, q, k, r, j0, n, g
+    cdef int chunk = gates.shape[0]
     cdef bint masked = lengths is not None, small = B <= SMALL_BATCH
     cdef int team = _team_size(B, H), split = _row_split(B, team)
     cdef const floating* h_prev
     cdef const floating* c_prev
-    with nogil:
-        # NumPy: gates = (x.reshape(T * B, I) @ w_ih.T).reshape(T, B, 4H)
-        gemm(False, True, T * B, G, I, 1, &x[0, 0, 0], I, &w_ih[0, 0], I, 0, &gates[0, 0, 0], G)
     with nogil, parallel(num_threads=team):
         s_prev = 0
         for t in range(T):
+            g = t % chunk
+            if g == 0:
+                for q in prange(team, schedule="static"):
+                    if q == 0:
+                        # NumPy: gates[:m] = (x[t:t + m].reshape(m * B, I) @ w_ih.T)
+                        #                    .reshape(m, B, 4H), with m = min(chunk, T - t)
+                        gemm(False, True, min(chunk, T - t) * B, G, I, 1, &x[t, 0, 0], I,
+                             &w_ih[0, 0], I, 0, &gates[0, 0, 0], G)
+                team_barrier()
             if masked:
                 h_prev = &h_state[0, 0]
             else:
@@ -238,13 +252,13 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             u = t if need_cache else 0
             for q in prange(team, schedule="static"):
                 if small:
-                    # NumPy: gates[t] += h_prev @ w_hh.T  (share q of the 4H columns)
-                    _recurrent_forward(B, H, &w_hh[0, 0], h_prev, &gates[t, 0, 0], G, t & 1, q,
+                    # NumPy: gates[g] += h_prev @ w_hh.T  (share q of the 4H columns)
+                    _recurrent_forward(B, H, &w_hh[0, 0], h_prev, &gates[g, 0, 0], G, t & 1, q,
                                        team)
                 else:
-                    # NumPy: gates[t] += h_prev @ w_hh.T
+                    # NumPy: gates[g] += h_prev @ w_hh.T
                     gemm(False, True, B, G, H, 1, h_prev, H, &w_hh[0, 0], H, 1,
-                         &gates[t, 0, 0], G)
+                         &gates[g, 0, 0], G)
             team_barrier()
             # Share k: hidden units [j0, j0 + n) of sequence r.
             for k in prange(B * split, schedule="static"):
@@ -255,7 +269,7 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                     # Past this sequence's end: state unchanged, output stays zero.
                     memcpy(&c_all[s, r, j0], c_prev + r * H + j0, n * sizeof(floating))
                 else:
-                    _cell_forward(n, H, &gates[t, r, j0], &b[j0], c_prev + r * H + j0,
+                    _cell_forward(n, H, &gates[g, r, j0], &b[j0], c_prev + r * H + j0,
                                   &c_all[s, r, j0], &tanh_c[u, r, j0], &y[t, r, j0])
                     if masked:
                         memcpy(&h_state[r, j0], &y[t, r, j0], n * sizeof(floating))
