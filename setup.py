@@ -30,8 +30,6 @@ NATIVE = os.environ.get("LSTMCPU_CYTHON_NATIVE", "") == "1"
 # -fno-trapping-math only drops the floating-point exception flags (nothing here reads
 # them); it lets GCC turn the branch-free selects of lstm_cell.h into vector blends.
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-trapping-math"]
-# OpenMP: threads share each step of the small-batch kernels (see backends/cython/_lstm.pyx).
-compile_args.append("-fopenmp")
 if NATIVE:
     compile_args.append("-march=native")
 
@@ -52,7 +50,6 @@ def cython_extension(name):
         depends=[f"backends/cython/{f}" for f in ("lstm_cell.h", "lstm_recurrent.h", "_blas.pxd")],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         extra_compile_args=compile_args,
-        extra_link_args=["-fopenmp"],
     )
 
 

@@ -198,26 +198,6 @@ def test_inference_mode_matches_training_mode_at_larger_shapes(backend, dtype, B
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("B", [1, 3])
-def test_small_batch_results_do_not_depend_on_the_thread_count(backend, dtype, B):
-    """Threads split each step of the small-batch kernels by columns: every output element
-    is computed by the same operations whatever the split, so results are identical."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    H = 131  # enough work per step for the loop to use threads; odd, for the kernels' tails
-    p = random_problem(7, B, 5, H, dtype, seed=B, lengths=B > 1)
-    grads_in = upstream_grads(7, B, H, dtype, seed=B)
-    runs = []
-    for threads in (1, 2, 3):
-        with threadpoolctl.threadpool_limits(threads, user_api="openmp"):
-            info = threadpoolctl.threadpool_info()
-            assert {lib["num_threads"] for lib in info if lib["user_api"] == "openmp"} == {threads}
-            y, h_n, c_n, cache = forward(backend, p)
-            runs.append((y, h_n, c_n) + backend.backward(*grads_in, cache))
-    for run in runs[1:]:
-        for got, ref in zip(run, runs[0]):
-            np.testing.assert_array_equal(got, ref)
-
-
 @pytest.mark.parametrize("T, B", [(70, 33), (300, 5), (300, 4)], ids=str)
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 def test_inference_in_input_chunks_matches_oracle(backend, dtype, tol, T, B, with_lengths):

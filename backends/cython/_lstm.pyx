@@ -25,8 +25,6 @@ contiguity before any compiled loop runs, so no call can read or write out of bo
 import numpy as np
 
 from cython cimport floating
-from cython.parallel cimport parallel, prange
-from openmp cimport omp_get_max_threads
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
@@ -34,34 +32,29 @@ from _blas cimport gemm
 
 cdef extern from "lstm_recurrent.h" nogil:
     int SMALL_BATCH "LSTMCPU_SMALL_BATCH"
-    void team_barrier "lstmcpu_team_barrier"()
     void lstm_recurrent_forward_f32(int nb, int H, const float* w_hh, const float* h,
-                                    float* G, int ldg, int reverse, int part, int parts)
+                                    float* G, int ldg, int reverse)
     void lstm_recurrent_forward_f64(int nb, int H, const double* w_hh, const double* h,
-                                    double* G, int ldg, int reverse, int part, int parts)
+                                    double* G, int ldg, int reverse)
     void lstm_recurrent_backward_f32(int nb, int H, const float* w_hh, const float* dG,
-                                     int ldg, float* dh, int reverse, int part, int parts)
+                                     int ldg, float* dh, int reverse)
     void lstm_recurrent_backward_f64(int nb, int H, const double* w_hh, const double* dG,
-                                     int ldg, double* dh, int reverse, int part, int parts)
+                                     int ldg, double* dh, int reverse)
 
 cdef extern from "lstm_cell.h" nogil:
-    void lstm_cell_forward_f32(int n, int H, float* gates, const float* bias,
-                               const float* c_prev, float* c_out, float* tanh_c, float* h_out)
-    void lstm_cell_forward_f64(int n, int H, double* gates, const double* bias,
+    void lstm_cell_forward_f32(int H, float* gates, const float* bias, const float* c_prev,
+                               float* c_out, float* tanh_c, float* h_out)
+    void lstm_cell_forward_f64(int H, double* gates, const double* bias,
                                const double* c_prev, double* c_out, double* tanh_c,
                                double* h_out)
-    void lstm_cell_backward_f32(int n, int H, const float* gates, const float* c_prev,
+    void lstm_cell_backward_f32(int H, const float* gates, const float* c_prev,
                                 const float* tanh_c, const float* dy, float* dh, float* dc,
                                 float* dgates)
-    void lstm_cell_backward_f64(int n, int H, const double* gates, const double* c_prev,
+    void lstm_cell_backward_f64(int H, const double* gates, const double* c_prev,
                                 const double* tanh_c, const double* dy, double* dh,
                                 double* dc, double* dgates)
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# Multiply-adds per step below which one thread runs the small-batch loop (a barrier costs
-# about a microsecond; 2**16 multiply-adds take a few).
-cdef enum:
-    PARALLEL_MIN_WORK = 1 << 16
 # Rows (steps x sequences) of the input projection per GEMM in inference: enough for BLAS
 # to run at full speed, few enough that the gate buffer stays small.
 INPUT_CHUNK_ROWS = 1024
@@ -193,22 +186,21 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
     return y, h_n, c_n, cache
 
 
-cdef inline void _cell_forward(int n, int H, floating* gates, const floating* bias,
+cdef inline void _cell_forward(int H, floating* gates, const floating* bias,
                                const floating* c_prev, floating* c_out, floating* tanh_c,
                                floating* h_out) noexcept nogil:
     if floating is float:
-        lstm_cell_forward_f32(n, H, gates, bias, c_prev, c_out, tanh_c, h_out)
+        lstm_cell_forward_f32(H, gates, bias, c_prev, c_out, tanh_c, h_out)
     else:
-        lstm_cell_forward_f64(n, H, gates, bias, c_prev, c_out, tanh_c, h_out)
+        lstm_cell_forward_f64(H, gates, bias, c_prev, c_out, tanh_c, h_out)
 
 
 cdef inline void _recurrent_forward(int nb, int H, const floating* w_hh, const floating* h,
-                                    floating* G, int ldg, int reverse, int part,
-                                    int parts) noexcept nogil:
+                                    floating* G, int ldg, int reverse) noexcept nogil:
     if floating is float:
-        lstm_recurrent_forward_f32(nb, H, w_hh, h, G, ldg, reverse, part, parts)
+        lstm_recurrent_forward_f32(nb, H, w_hh, h, G, ldg, reverse)
     else:
-        lstm_recurrent_forward_f64(nb, H, w_hh, h, G, ldg, reverse, part, parts)
+        lstm_recurrent_forward_f64(nb, H, w_hh, h, G, ldg, reverse)
 
 
 def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
@@ -220,29 +212,22 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     """The time loop, without the GIL; returns the slot of ``c_all`` holding ``c_n``.
 
     ``gates`` holds ``gates.shape[0]`` steps: all of them, or a chunk that the input
-    projection refills every that many steps. Every thread of the team runs the loop over t; each step's recurrent product and cell
-    pass are split between them (see :func:`_team_size`), with a barrier after each (an
-    explicit one: a prange inside a parallel block ends without a barrier).
+    projection refills every that many steps.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
-    cdef int G = 4 * H, t, s, s_prev, u, q, k, r, j0, n, g
+    cdef int G = 4 * H, t, r, g, s = 0, s_prev = 0, u = 0
     cdef int chunk = gates.shape[0]
-    cdef bint masked = lengths is not None, small = B <= SMALL_BATCH
-    cdef int team = _team_size(B, H), split = _row_split(B, team)
+    cdef bint masked = lengths is not None
     cdef const floating* h_prev
     cdef const floating* c_prev
-    with nogil, parallel(num_threads=team):
-        s_prev = 0
+    with nogil:
         for t in range(T):
             g = t % chunk
             if g == 0:
-                for q in prange(team, schedule="static"):
-                    if q == 0:
-                        # NumPy: gates[:m] = (x[t:t + m].reshape(m * B, I) @ w_ih.T)
-                        #                    .reshape(m, B, 4H), with m = min(chunk, T - t)
-                        gemm(False, True, min(chunk, T - t) * B, G, I, 1, &x[t, 0, 0], I,
-                             &w_ih[0, 0], I, 0, &gates[0, 0, 0], G)
-                team_barrier()
+                # NumPy: gates[:m] = (x[t:t + m].reshape(m * B, I) @ w_ih.T).reshape(m, B, 4H)
+                #        with m = min(chunk, T - t)
+                gemm(False, True, min(chunk, T - t) * B, G, I, 1, &x[t, 0, 0], I, &w_ih[0, 0], I,
+                     0, &gates[0, 0, 0], G)
             if masked:
                 h_prev = &h_state[0, 0]
             else:
@@ -250,47 +235,22 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             c_prev = &c0[0, 0] if t == 0 else &c_all[s_prev, 0, 0]
             s = t if need_cache else t & 1
             u = t if need_cache else 0
-            for q in prange(team, schedule="static"):
-                if small:
-                    # NumPy: gates[g] += h_prev @ w_hh.T  (share q of the 4H columns)
-                    _recurrent_forward(B, H, &w_hh[0, 0], h_prev, &gates[g, 0, 0], G, t & 1, q,
-                                       team)
-                else:
-                    # NumPy: gates[g] += h_prev @ w_hh.T
-                    gemm(False, True, B, G, H, 1, h_prev, H, &w_hh[0, 0], H, 1,
-                         &gates[g, 0, 0], G)
-            team_barrier()
-            # Share k: hidden units [j0, j0 + n) of sequence r.
-            for k in prange(B * split, schedule="static"):
-                r = k // split
-                j0 = H * (k % split) // split
-                n = H * (k % split + 1) // split - j0
+            # NumPy: gates[g] += h_prev @ w_hh.T
+            if B <= SMALL_BATCH:
+                _recurrent_forward(B, H, &w_hh[0, 0], h_prev, &gates[g, 0, 0], G, t & 1)
+            else:
+                gemm(False, True, B, G, H, 1, h_prev, H, &w_hh[0, 0], H, 1, &gates[g, 0, 0], G)
+            for r in range(B):
                 if masked and t >= lengths[r]:
                     # Past this sequence's end: state unchanged, output stays zero.
-                    memcpy(&c_all[s, r, j0], c_prev + r * H + j0, n * sizeof(floating))
-                else:
-                    _cell_forward(n, H, &gates[g, r, j0], &b[j0], c_prev + r * H + j0,
-                                  &c_all[s, r, j0], &tanh_c[u, r, j0], &y[t, r, j0])
-                    if masked:
-                        memcpy(&h_state[r, j0], &y[t, r, j0], n * sizeof(floating))
-            team_barrier()
+                    memcpy(&c_all[s, r, 0], c_prev + r * H, H * sizeof(floating))
+                    continue
+                _cell_forward(H, &gates[g, r, 0], &b[0], c_prev + r * H, &c_all[s, r, 0],
+                              &tanh_c[u, r, 0], &y[t, r, 0])
+                if masked:
+                    memcpy(&h_state[r, 0], &y[t, r, 0], H * sizeof(floating))
             s_prev = s
-    return T - 1 if need_cache else (T - 1) & 1
-
-
-cdef int _team_size(int B, int H) noexcept nogil:
-    """Threads for the time loop: OpenMP's current limit (``threadpoolctl`` sets it) for the
-    small-batch kernels when a step has enough work to pay for two barriers; one for
-    larger batches, whose GEMMs BLAS threads itself."""
-    if B > SMALL_BATCH or <long> B * 4 * H * H < PARALLEL_MIN_WORK:
-        return 1
-    return max(1, omp_get_max_threads())
-
-
-cdef int _row_split(int B, int team) noexcept nogil:
-    """Threads sharing one sequence's cell pass: all of them when there are fewer
-    sequences than threads."""
-    return team if B < team else 1
+    return s
 
 
 # ---------------------------------------------------------------------------- backward
@@ -342,22 +302,21 @@ def backward(dy, dh_n, dc_n, LSTMCache cache not None):
     return dx, dw_ih, dw_hh, db, dh, dc
 
 
-cdef inline void _cell_backward(int n, int H, const floating* gates, const floating* c_prev,
+cdef inline void _cell_backward(int H, const floating* gates, const floating* c_prev,
                                 const floating* tanh_c, const floating* dy, floating* dh,
                                 floating* dc, floating* dgates) noexcept nogil:
     if floating is float:
-        lstm_cell_backward_f32(n, H, gates, c_prev, tanh_c, dy, dh, dc, dgates)
+        lstm_cell_backward_f32(H, gates, c_prev, tanh_c, dy, dh, dc, dgates)
     else:
-        lstm_cell_backward_f64(n, H, gates, c_prev, tanh_c, dy, dh, dc, dgates)
+        lstm_cell_backward_f64(H, gates, c_prev, tanh_c, dy, dh, dc, dgates)
 
 
 cdef inline void _recurrent_backward(int nb, int H, const floating* w_hh, const floating* dG,
-                                     int ldg, floating* dh, int reverse, int part,
-                                     int parts) noexcept nogil:
+                                     int ldg, floating* dh, int reverse) noexcept nogil:
     if floating is float:
-        lstm_recurrent_backward_f32(nb, H, w_hh, dG, ldg, dh, reverse, part, parts)
+        lstm_recurrent_backward_f32(nb, H, w_hh, dG, ldg, dh, reverse)
     else:
-        lstm_recurrent_backward_f64(nb, H, w_hh, dG, ldg, dh, reverse, part, parts)
+        lstm_recurrent_backward_f64(nb, H, w_hh, dG, ldg, dh, reverse)
 
 
 def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
@@ -368,43 +327,28 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
                    const floating[:, :, ::1] y, floating[:, :, ::1] dgates,
                    floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dx,
                    floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db):
-    """The reverse time loop (threads as in :func:`_forward_loop`) and the gradient GEMMs,
-    without the GIL."""
+    """The reverse time loop and the gradient GEMMs, without the GIL."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
-    cdef int G = 4 * H, t, r, j, q, k, j0, n, gate
-    cdef bint masked = lengths is not None, small = B <= SMALL_BATCH
-    cdef int team = _team_size(B, H), split = _row_split(B, team)
+    cdef int G = 4 * H, t, r, j
+    cdef bint masked = lengths is not None
     cdef const floating* c_prev
     cdef const floating* row
-    with nogil, parallel(num_threads=team):
+    with nogil:
         for t in range(T - 1, -1, -1):
             c_prev = &c0[0, 0] if t == 0 else &c_all[t - 1, 0, 0]
-            # Share k: hidden units [j0, j0 + n) of sequence r.
-            for k in prange(B * split, schedule="static"):
-                r = k // split
-                j0 = H * (k % split) // split
-                n = H * (k % split + 1) // split - j0
+            for r in range(B):
                 if masked and t >= lengths[r]:
                     # Padding: no gradient reaches the gates; dh and dc pass through.
-                    for gate in range(4):
-                        memset(&dgates[t, r, gate * H + j0], 0, n * sizeof(floating))
-                else:
-                    _cell_backward(n, H, &gates[t, r, j0], c_prev + r * H + j0,
-                                   &tanh_c[t, r, j0], &dy[t, r, j0], &dh[r, j0], &dc[r, j0],
-                                   &dgates[t, r, j0])
-            team_barrier()
+                    memset(&dgates[t, r, 0], 0, G * sizeof(floating))
+                    continue
+                _cell_backward(H, &gates[t, r, 0], c_prev + r * H, &tanh_c[t, r, 0],
+                               &dy[t, r, 0], &dh[r, 0], &dc[r, 0], &dgates[t, r, 0])
             # The cell pass zeroed dh on the rows it used; padded rows keep theirs.
-            for q in prange(team, schedule="static"):
-                if small:
-                    # NumPy: dh += dgates[t] @ w_hh  (share q of the H columns)
-                    _recurrent_backward(B, H, &w_hh[0, 0], &dgates[t, 0, 0], G, &dh[0, 0],
-                                        t & 1, q, team)
-                else:
-                    # NumPy: dh += dgates[t] @ w_hh
-                    gemm(False, False, B, H, G, 1, &dgates[t, 0, 0], G, &w_hh[0, 0], H, 1,
-                         &dh[0, 0], H)
-            team_barrier()
-    with nogil:
+            # NumPy: dh += dgates[t] @ w_hh
+            if B <= SMALL_BATCH:
+                _recurrent_backward(B, H, &w_hh[0, 0], &dgates[t, 0, 0], G, &dh[0, 0], t & 1)
+            else:
+                gemm(False, False, B, H, G, 1, &dgates[t, 0, 0], G, &w_hh[0, 0], H, 1, &dh[0, 0], H)
         # NumPy: dw_ih = dgates.reshape(T * B, 4H).T @ x.reshape(T * B, I)
         gemm(True, False, G, I, T * B, 1, &dgates[0, 0, 0], G, &x[0, 0, 0], I, 0, &dw_ih[0, 0], I)
         # NumPy: dw_hh = dgates[0].T @ h0

@@ -83,23 +83,21 @@ LSTMCPU_INLINE double lstmcpu_sigmoid_f64(double x)
     return x >= 0 ? d : t * d;
 }
 
-/* Forward pass of n hidden units of one row. `gates` holds the pre-activations without the
- * bias, gate k of unit j at gates[k*H + j] (order i, f, g, o), and receives the
- * activations; writes c, tanh(c) and h. (n < H lets threads share a row.)
+/* Forward pass of one row. `gates` holds the pre-activations without the bias (4H values
+ * in the order i, f, g, o) and receives the activations; writes c, tanh(c) and h.
  * (Indices are ptrdiff_t and each gate has its own pointer: with Python's -fwrapv, int
  * offsets such as 2*H + j may wrap, which would keep GCC from vectorising the loop.) */
 #define LSTMCPU_CELL_FORWARD(SUFFIX, T, SIGMOID, TANH)                                     \
     LSTMCPU_DISPATCH                                                                        \
-    static void lstm_cell_forward_##SUFFIX(int n, int H, T *restrict gates,                 \
-                                           const T *restrict bias,                          \
+    static void lstm_cell_forward_##SUFFIX(int H, T *restrict gates, const T *restrict bias, \
                                            const T *restrict c_prev, T *restrict c_out,     \
                                            T *restrict tanh_c, T *restrict h_out)           \
     {                                                                                       \
-        const ptrdiff_t m = H;                                                              \
-        T *restrict gi = gates, *restrict gf = gates + m;                                   \
-        T *restrict gg = gates + 2 * m, *restrict go = gates + 3 * m;                       \
-        const T *restrict bi = bias, *restrict bf = bias + m;                               \
-        const T *restrict bg = bias + 2 * m, *restrict bo = bias + 3 * m;                   \
+        const ptrdiff_t n = H;                                                              \
+        T *restrict gi = gates, *restrict gf = gates + n;                                   \
+        T *restrict gg = gates + 2 * n, *restrict go = gates + 3 * n;                       \
+        const T *restrict bi = bias, *restrict bf = bias + n;                               \
+        const T *restrict bg = bias + 2 * n, *restrict bo = bias + 3 * n;                   \
         for (ptrdiff_t j = 0; j < n; j++) {                                                 \
             T i = SIGMOID(gi[j] + bi[j]);                                                   \
             T f = SIGMOID(gf[j] + bf[j]);                                                   \
@@ -117,24 +115,24 @@ LSTMCPU_INLINE double lstmcpu_sigmoid_f64(double x)
         }                                                                                   \
     }
 
-/* Backward pass of n hidden units of one row, same layout (numbered as in the oracle):
+/* Backward pass of one row (numbered as in the NumPy oracle):
  * (1) h = o*tanh(c): dh_t = dh + dy, dc_t = dc + dh_t*o*(1 - tanh(c)^2);
  * (2) c = f*c_prev + i*g, then each gate's activation derivative;
  * (3) dc becomes dc_t*f for step t-1, and dh is zeroed: the caller's recurrent GEMM
  *     accumulates dh_{t-1} = dgates @ w_hh into it. */
 #define LSTMCPU_CELL_BACKWARD(SUFFIX, T)                                                    \
     LSTMCPU_DISPATCH                                                                        \
-    static void lstm_cell_backward_##SUFFIX(int n, int H, const T *restrict gates,          \
+    static void lstm_cell_backward_##SUFFIX(int H, const T *restrict gates,                 \
                                             const T *restrict c_prev,                       \
                                             const T *restrict tanh_c, const T *restrict dy, \
                                             T *restrict dh, T *restrict dc,                 \
                                             T *restrict dgates)                             \
     {                                                                                       \
-        const ptrdiff_t m = H;                                                              \
-        const T *restrict gi = gates, *restrict gf = gates + m;                             \
-        const T *restrict gg = gates + 2 * m, *restrict go = gates + 3 * m;                 \
-        T *restrict di = dgates, *restrict df = dgates + m;                                 \
-        T *restrict dg = dgates + 2 * m, *restrict dout = dgates + 3 * m;                   \
+        const ptrdiff_t n = H;                                                              \
+        const T *restrict gi = gates, *restrict gf = gates + n;                             \
+        const T *restrict gg = gates + 2 * n, *restrict go = gates + 3 * n;                 \
+        T *restrict di = dgates, *restrict df = dgates + n;                                 \
+        T *restrict dg = dgates + 2 * n, *restrict dout = dgates + 3 * n;                   \
         for (ptrdiff_t j = 0; j < n; j++) {                                                 \
             T i = gi[j], f = gf[j], g = gg[j], o = go[j], tc = tanh_c[j];                   \
             T dh_t = dh[j] + dy[j];                                                         \

@@ -10,9 +10,6 @@
  * is walked; the caller alternates it between steps, so each step starts on the part of
  * w_hh that the previous step touched last and that is still in the core's L2 cache.
  *
- * Each call computes one share (`part` of `parts`) of the output, so threads can split a
- * step: each reads only its share of w_hh, which then fits its own core's L2 cache.
- *
  * Vectors are 8 floats / 4 doubles (256 bits): AVX2 width, and the width at which Zen 4
  * executes AVX-512 anyway. Dispatch: see lstm_cell.h (LSTMCPU_DISPATCH).
  */
@@ -23,15 +20,6 @@
 #include <string.h>
 
 #include "lstm_cell.h"
-
-/* A barrier for the team of the enclosing OpenMP parallel region (an orphaned directive:
- * Cython's prange inside a parallel block ends without one). No-op without OpenMP. */
-static inline void lstmcpu_team_barrier(void)
-{
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-}
 
 /* Largest batch the kernels take; larger batches go to BLAS GEMM. */
 #define LSTMCPU_SMALL_BATCH 4
@@ -123,17 +111,15 @@ typedef double lstmcpu_vd __attribute__((vector_size(32), aligned(8)));
     LSTMCPU_AXPY_STRIP(SUFFIX, T, V, 3)                                                    \
     LSTMCPU_AXPY_STRIP(SUFFIX, T, V, 4)                                                    \
                                                                                            \
-    /* G (nb, 4H, row stride ldg) += h (nb, H) @ w_hh.T; w_hh is (4H, H). This call    \
-     * computes part `part` of `parts` (a contiguous share of the 4H columns of G). */    \
+    /* G (nb, 4H, row stride ldg) += h (nb, H) @ w_hh.T; w_hh is (4H, H). */               \
     LSTMCPU_DISPATCH                                                                       \
     static void lstm_recurrent_forward_##SUFFIX(int nb, int H, const T *restrict w_hh,     \
                                                 const T *restrict h, T *restrict G,        \
-                                                int ldg, int reverse, int part, int parts) \
+                                                int ldg, int reverse)                      \
     {                                                                                      \
-        const ptrdiff_t n = H; /* 4H rows of w_hh in H blocks of 4 */                      \
-        const ptrdiff_t first = n * part / parts, count = n * (part + 1) / parts - first;  \
-        for (ptrdiff_t q = 0; q < count; q++) {                                            \
-            ptrdiff_t r0 = 4 * (first + (reverse ? count - 1 - q : q));                    \
+        const ptrdiff_t n = H, blocks = H; /* 4H rows in blocks of 4 */                    \
+        for (ptrdiff_t q = 0; q < blocks; q++) {                                           \
+            ptrdiff_t r0 = 4 * (reverse ? blocks - 1 - q : q);                             \
             const T *w = w_hh + r0 * n;                                                    \
             switch (nb) {                                                                  \
             case 1: lstmcpu_dot4_##SUFFIX##_1(n, w, h, ldg, G + r0); break;                \
@@ -144,20 +130,16 @@ typedef double lstmcpu_vd __attribute__((vector_size(32), aligned(8)));
         }                                                                                  \
     }                                                                                      \
                                                                                            \
-    /* dh (nb, H) += dG (nb, 4H, row stride ldg) @ w_hh; w_hh is (4H, H). This call     \
-     * computes part `part` of `parts` (a contiguous share of the H columns of dh). */    \
+    /* dh (nb, H) += dG (nb, 4H, row stride ldg) @ w_hh; w_hh is (4H, H). */               \
     LSTMCPU_DISPATCH                                                                       \
     static void lstm_recurrent_backward_##SUFFIX(int nb, int H, const T *restrict w_hh,    \
                                                  const T *restrict dG, int ldg,            \
-                                                 T *restrict dh, int reverse, int part,    \
-                                                 int parts)                                \
+                                                 T *restrict dh, int reverse)              \
     {                                                                                      \
         enum { C = 4 * sizeof(V) / sizeof(T) }; /* strip width: 4 vectors */               \
         const ptrdiff_t n = H, rows = 4 * n, strips = n / C;                               \
-        const ptrdiff_t first = strips * part / parts;                                     \
-        const ptrdiff_t count = strips * (part + 1) / parts - first;                       \
-        for (ptrdiff_t q = 0; q < count; q++) {                                            \
-            ptrdiff_t c0 = C * (first + (reverse ? count - 1 - q : q));                    \
+        for (ptrdiff_t q = 0; q < strips; q++) {                                           \
+            ptrdiff_t c0 = C * (reverse ? strips - 1 - q : q);                             \
             switch (nb) {                                                                  \
             case 1: lstmcpu_strip_##SUFFIX##_1(n, rows, w_hh + c0, dG, ldg, dh + c0); break; \
             case 2: lstmcpu_strip_##SUFFIX##_2(n, rows, w_hh + c0, dG, ldg, dh + c0); break; \
@@ -165,9 +147,7 @@ typedef double lstmcpu_vd __attribute__((vector_size(32), aligned(8)));
             default: lstmcpu_strip_##SUFFIX##_4(n, rows, w_hh + c0, dG, ldg, dh + c0); break; \
             }                                                                              \
         }                                                                                  \
-        if (part != parts - 1)                                                             \
-            return;                                                                        \
-        /* the last H % C columns, one at a time, in the last part */                      \
+        /* the last H % C columns, one at a time */                                        \
         for (ptrdiff_t c = strips * C; c < n; c++)                                         \
             for (int b = 0; b < nb; b++) {                                                 \
                 T s = 0;                                                                   \
