@@ -6,11 +6,13 @@ backend chosen by name (``backend="numpy"``, ``"numba"``, ``"cython"``) or ``"au
 
 from ._version import __version__
 from .backend import Backend, BackendUnavailableError
-from .layers import LSTM
+from .layers import GRU, LSTM, RNN
 from .registry import available_backends, get_backend, register_backend, unavailable_backends
 
 __all__ = [
+    "GRU",
     "LSTM",
+    "RNN",
     "Backend",
     "BackendUnavailableError",
     "__version__",

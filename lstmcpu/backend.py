@@ -22,11 +22,32 @@ h_n, c_n   (B, H)          state at each sequence's own last step
 The result dtype is the input dtype (float32 or float64). ``forward`` returns an opaque
 ``cache`` (``None`` when ``need_cache=False``) that only the same backend's ``backward``
 reads.
+
+Cell variants. A backend lists what it implements in :attr:`Backend.cells`; every backend
+implements ``"lstm"`` (:meth:`Backend.forward` / :meth:`Backend.backward`), the rest are
+optional:
+
+================= ===================================================================
+cell              kernel
+================= ===================================================================
+``lstm_peephole`` ``forward(..., peephole=p)``, ``p`` of shape (3, H): the i, f, o
+                  gates also see the cell state (i, f: ``c_{t-1}``; o: ``c_t``)
+``lstm_coupled``  ``forward(..., coupled=True)``: ``i = 1 - f``; the weights have 3H
+                  rows, gates f, g, o
+``lstm_proj``     ``forward(..., w_hr=w)``, ``w`` of shape (P, H):
+                  ``h = (o * tanh(c)) @ w.T``; ``w_hh`` is (G, P), ``h0`` and ``y`` have P
+``gru``           :meth:`Backend.gru_forward` / :meth:`Backend.gru_backward`
+``rnn_tanh``,     :meth:`Backend.rnn_forward` / :meth:`Backend.rnn_backward`
+``rnn_relu``
+================= ===================================================================
 """
 
 import numpy as np
 
-__all__ = ["Backend", "BackendUnavailableError"]
+__all__ = ["CELLS", "Backend", "BackendUnavailableError"]
+
+#: Every cell capability a backend can declare.
+CELLS = ("lstm", "lstm_peephole", "lstm_coupled", "lstm_proj", "gru", "rnn_tanh", "rnn_relu")
 
 
 class BackendUnavailableError(ImportError):
@@ -37,8 +58,9 @@ class Backend:
     """Base class of a compute backend: one layer, one direction, forward and backward.
 
     Subclasses set :attr:`name`, :attr:`dtypes` and :attr:`cells` and implement
-    :meth:`forward` and :meth:`backward`. Register an instance (or a factory returning one)
-    with :func:`lstmcpu.register_backend` or the ``lstmcpu.backends`` entry-point group.
+    :meth:`forward` and :meth:`backward` (and the kernels of any other cell they declare).
+    Register an instance (or a factory returning one) with :func:`lstmcpu.register_backend`
+    or the ``lstmcpu.backends`` entry-point group.
 
     Examples
     --------
@@ -46,26 +68,34 @@ class Backend:
     >>> backend = lstmcpu.get_backend("numpy")
     >>> backend.can_run("lstm", np.float64)
     True
+    >>> backend.can_run(("lstm_peephole", "lstm_coupled"), np.float32)
+    True
     """
 
     #: Name the registry lists the backend under.
     name = "base"
     #: Floating dtypes the kernels accept.
     dtypes = (np.dtype(np.float32), np.dtype(np.float64))
-    #: Cell types the kernels implement.
+    #: Cell capabilities the kernels implement (a subset of :data:`CELLS`).
     cells = ("lstm",)
 
     def can_run(self, cell="lstm", dtype=np.float32):
-        """Cheap check: can this backend run ``cell`` in ``dtype``?"""
-        return cell in self.cells and np.dtype(dtype) in self.dtypes
+        """Cheap check: can this backend run ``cell`` (a name or a tuple of names) in ``dtype``?"""
+        required = (cell,) if isinstance(cell, str) else tuple(cell)
+        return all(c in self.cells for c in required) and np.dtype(dtype) in self.dtypes
 
-    def forward(self, x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
+    def forward(self, x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True, *,
+                peephole=None, coupled=False, w_hr=None):  # fmt: skip
         """Run one LSTM layer in one direction over the whole sequence.
+
+        ``peephole``, ``coupled`` and ``w_hr`` select the variants listed in the module
+        docstring; a backend that does not declare them never receives them.
 
         Returns
         -------
-        y : ndarray of shape (T, B, H)
-        h_n, c_n : ndarray of shape (B, H)
+        y : ndarray of shape (T, B, H) (P with a projection)
+        h_n : ndarray of shape (B, H) (P with a projection)
+        c_n : ndarray of shape (B, H)
         cache : object or None
             What :meth:`backward` needs; ``None`` when ``need_cache`` is false.
         """
@@ -85,8 +115,38 @@ class Backend:
 
         Returns
         -------
-        dx : (T, B, I), dw_ih : (4H, I), dw_hh : (4H, H), db : (4H,), dh0, dc0 : (B, H)
+        dx : (T, B, I), dw_ih : (G, I), dw_hh : (G, H), db : (G,), dh0, dc0 : (B, H)
+            When the forward pass had ``peephole`` or ``w_hr``, two more follow:
+            ``dpeephole`` (3, H) and ``dw_hr`` (P, H), ``None`` for the one not used.
         """
+        raise NotImplementedError
+
+    def gru_forward(self, x, w_ih, w_hh, b, b_hn, h0, lengths=None, need_cache=True):
+        """One GRU layer, PyTorch's formulation (gates r, z, n)::
+
+            r = sigmoid(G_r + h W_hr^T),  z = sigmoid(G_z + h W_hz^T)
+            n = tanh(G_n + r * (h W_hn^T + b_hn)),  h' = (1 - z) * n + z * h
+
+        where ``G = x W_ih^T + b`` and ``b`` is ``(b_ir + b_hr, b_iz + b_hz, b_in)``.
+
+        Returns ``(y, h_n, cache)``.
+        """
+        raise NotImplementedError
+
+    def gru_backward(self, dy, dh_n, cache):
+        """Returns ``(dx, dw_ih, dw_hh, db, db_hn, dh0)``; ``db`` is the input-side bias
+        gradient (so ``grad b_hh = (db_r, db_z, db_hn)``)."""
+        raise NotImplementedError
+
+    def rnn_forward(self, x, w_ih, w_hh, b, h0, lengths=None, need_cache=True, *, nonlinearity="tanh"):
+        """One Elman RNN layer: ``h' = act(x W_ih^T + b + h W_hh^T)``, act tanh or relu.
+
+        Returns ``(y, h_n, cache)``.
+        """
+        raise NotImplementedError
+
+    def rnn_backward(self, dy, dh_n, cache):
+        """Returns ``(dx, dw_ih, dw_hh, db, dh0)``."""
         raise NotImplementedError
 
     def __repr__(self):

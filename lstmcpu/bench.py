@@ -1,16 +1,17 @@
 """The comparison command: ``python -m lstmcpu bench``.
 
-Times one LSTM layer's inference forward pass and one training step (forward plus backward
-of a sum loss w.r.t. the input and all weights) for every available lstmcpu backend and,
-when installed, PyTorch's ``nn.LSTM`` and ONNX Runtime's ``LSTM`` operator — all in one
-process at one thread count, with warm-up and medians of repeated runs.
+Times one recurrent layer's inference forward pass and one training step (forward plus
+backward of a sum loss w.r.t. the input and all weights) for every available lstmcpu
+backend and, when installed, PyTorch's ``nn.LSTM`` / ``nn.GRU`` and ONNX Runtime's ``LSTM`` /
+``GRU`` operators — all in one process at one thread count, with warm-up and medians of
+repeated runs.
 
 Examples
 --------
 .. code-block:: console
 
     $ python -m lstmcpu bench --threads 1 --shapes small,online
-    $ python -m lstmcpu bench --threads 2 --json bench-2t.json
+    $ python -m lstmcpu bench --threads 2 --cells lstm,gru --json bench-2t.json
 """
 
 import argparse
@@ -34,10 +35,13 @@ PRESETS = {
 }
 MODES = ("forward", "train")
 PEERS = ("torch", "onnxruntime")
+#: cell -> (lstmcpu / torch.nn class, ONNX operator, gate blocks)
+CELLS = {"lstm": ("LSTM", "LSTM", 4), "gru": ("GRU", "GRU", 3)}
 
 
 @dataclass
 class Result:
+    cell: str
     shape: str
     mode: str
     impl: str
@@ -46,9 +50,10 @@ class Result:
     ratio_to_best_peer: float | None = None
 
 
-def lstm_flops(T, B, I, H, mode):
-    """Multiply-adds of the gate GEMMs, times 2: ``2 T B 4H (I + H)``; training counts 3x."""
-    forward = 2 * T * B * 4 * H * (I + H)
+def flops(T, B, I, H, mode, cell="lstm"):
+    """Multiply-adds of the gate GEMMs, times 2: ``2 T B G H (I + H)`` with G gate blocks
+    (4 for LSTM, 3 for GRU); training counts 3x."""
+    forward = 2 * T * B * CELLS[cell][2] * H * (I + H)
     return forward * (3 if mode == "train" else 1)
 
 
@@ -68,8 +73,10 @@ def time_call(fn, min_time=0.2, min_repeats=5, max_repeats=200, warmup=2):
 # ---------------------------------------------------------------------- runners
 
 
-def lstmcpu_runner(backend, mode, T, B, I, H, dtype, rng):
-    layer = lstmcpu.LSTM(I, H, dtype=dtype, backend=backend, random_state=0)
+def lstmcpu_runner(backend, cell, mode, T, B, I, H, dtype, rng):
+    if not lstmcpu.get_backend(backend).can_run(cell, dtype):
+        return None
+    layer = getattr(lstmcpu, CELLS[cell][0])(I, H, dtype=dtype, backend=backend, random_state=0)
     x = rng.standard_normal((T, B, I)).astype(dtype)
     if mode == "forward":
         layer.eval()
@@ -83,11 +90,11 @@ def lstmcpu_runner(backend, mode, T, B, I, H, dtype, rng):
     return step
 
 
-def torch_runner(mode, T, B, I, H, dtype, rng):
+def torch_runner(cell, mode, T, B, I, H, dtype, rng):
     import torch
 
     torch_dtype = torch.float32 if dtype == np.float32 else torch.float64
-    layer = torch.nn.LSTM(I, H, dtype=torch_dtype)
+    layer = getattr(torch.nn, CELLS[cell][0])(I, H, dtype=torch_dtype)
     x = torch.from_numpy(rng.standard_normal((T, B, I)).astype(dtype))
     if mode == "forward":
         layer.eval()
@@ -108,16 +115,19 @@ def torch_runner(mode, T, B, I, H, dtype, rng):
     return step
 
 
-def onnxruntime_runner(mode, T, B, I, H, dtype, rng, threads):
+def onnxruntime_runner(cell, mode, T, B, I, H, dtype, rng, threads):
     if mode != "forward" or dtype != np.float32:
-        return None  # ONNX Runtime's LSTM has no training and no float64 kernel
+        return None  # ONNX Runtime's recurrent operators have no training and no float64 kernel
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    W = rng.uniform(-0.1, 0.1, (1, 4 * H, I)).astype(np.float32)
-    R = rng.uniform(-0.1, 0.1, (1, 4 * H, H)).astype(np.float32)
-    Bias = np.zeros((1, 8 * H), np.float32)
-    node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y"], hidden_size=H)
+    _, op, n_gates = CELLS[cell]
+    W = rng.uniform(-0.1, 0.1, (1, n_gates * H, I)).astype(np.float32)
+    R = rng.uniform(-0.1, 0.1, (1, n_gates * H, H)).astype(np.float32)
+    Bias = np.zeros((1, 2 * n_gates * H), np.float32)
+    # linear_before_reset=1 is PyTorch's GRU formulation (b_hn inside the reset product).
+    extra = {"linear_before_reset": 1} if op == "GRU" else {}
+    node = helper.make_node(op, ["X", "W", "R", "B"], ["Y"], hidden_size=H, **extra)
     graph = helper.make_graph(
         [node],
         "lstm",
@@ -134,16 +144,16 @@ def onnxruntime_runner(mode, T, B, I, H, dtype, rng, threads):
     return lambda: session.run(None, {"X": x})
 
 
-def peer_runners(mode, T, B, I, H, dtype, rng, threads, peers):
+def peer_runners(cell, mode, T, B, I, H, dtype, rng, threads, peers):
     runners = {}
     if "torch" in peers:
         try:
-            runners["torch"] = torch_runner(mode, T, B, I, H, dtype, rng)
+            runners["torch"] = torch_runner(cell, mode, T, B, I, H, dtype, rng)
         except ImportError:
             pass
     if "onnxruntime" in peers:
         try:
-            runner = onnxruntime_runner(mode, T, B, I, H, dtype, rng, threads)
+            runner = onnxruntime_runner(cell, mode, T, B, I, H, dtype, rng, threads)
         except ImportError:
             runner = None
         if runner is not None:
@@ -154,29 +164,30 @@ def peer_runners(mode, T, B, I, H, dtype, rng, threads, peers):
 # ---------------------------------------------------------------------- driver
 
 
-def run(shapes, modes, backends, peers, threads, dtype, min_time, progress=print):
+def run(shapes, modes, backends, peers, threads, dtype, min_time, cells=("lstm",), progress=print):
     """Time every implementation; returns a list of :class:`Result`."""
     _set_threads(threads)
     rng = np.random.default_rng(0)
     results = []
     with threadpool_limits(limits=threads):
-        for shape in shapes:
+        for cell, shape, mode in ((c, s, m) for c in cells for s in shapes for m in modes):
             T, B, I, H = PRESETS[shape]
-            for mode in modes:
-                runners = {name: lstmcpu_runner(name, mode, T, B, I, H, dtype, rng) for name in backends}
-                runners.update(peer_runners(mode, T, B, I, H, dtype, rng, threads, peers))
-                rows = []
-                for impl, fn in runners.items():
-                    seconds = time_call(fn, min_time=min_time)
-                    gflops = lstm_flops(T, B, I, H, mode) / seconds / 1e9
-                    rows.append(Result(shape, mode, impl, seconds * 1e3, gflops))
-                    progress(f"  {shape:>7} {mode:>7} {impl:>12} {seconds * 1e3:10.3f} ms")
-                peer_times = [r.median_ms for r in rows if r.impl in PEERS]
-                if peer_times:
-                    best = min(peer_times)
-                    for r in rows:
-                        r.ratio_to_best_peer = r.median_ms / best
-                results.extend(rows)
+            runners = {name: lstmcpu_runner(name, cell, mode, T, B, I, H, dtype, rng) for name in backends}
+            runners.update(peer_runners(cell, mode, T, B, I, H, dtype, rng, threads, peers))
+            rows = []
+            for impl, fn in runners.items():
+                if fn is None:
+                    continue
+                seconds = time_call(fn, min_time=min_time)
+                gflops = flops(T, B, I, H, mode, cell) / seconds / 1e9
+                rows.append(Result(cell, shape, mode, impl, seconds * 1e3, gflops))
+                progress(f"  {cell:>4} {shape:>7} {mode:>7} {impl:>12} {seconds * 1e3:10.3f} ms")
+            peer_times = [r.median_ms for r in rows if r.impl in PEERS]
+            if peer_times:
+                best = min(peer_times)
+                for r in rows:
+                    r.ratio_to_best_peer = r.median_ms / best
+            results.extend(rows)
     return results
 
 
@@ -198,12 +209,14 @@ def _set_threads(threads):
 def format_table(results):
     """A Markdown table of the results."""
     lines = [
-        "| shape | mode | impl | median ms | GFLOP/s | vs best peer |",
-        "|---|---|---|---:|---:|---:|",
+        "| cell | shape | mode | impl | median ms | GFLOP/s | vs best peer |",
+        "|---|---|---|---|---:|---:|---:|",
     ]
     for r in results:
         ratio = "" if r.ratio_to_best_peer is None else f"{r.ratio_to_best_peer:.2f}x"
-        lines.append(f"| {r.shape} | {r.mode} | {r.impl} | {r.median_ms:.3f} | {r.gflops:.1f} | {ratio} |")
+        lines.append(
+            f"| {r.cell} | {r.shape} | {r.mode} | {r.impl} | {r.median_ms:.3f} | {r.gflops:.1f} | {ratio} |"
+        )
     return "\n".join(lines)
 
 
@@ -243,6 +256,7 @@ def add_arguments(parser):
     parser.add_argument("--shapes", default="small,medium,large,online",
                         help=f"comma-separated presets from {list(PRESETS)}")  # fmt: skip
     parser.add_argument("--modes", default="forward,train", help="comma-separated: forward, train")
+    parser.add_argument("--cells", default="lstm", help=f"comma-separated cells from {list(CELLS)}")
     parser.add_argument("--backends", default=None, help="comma-separated lstmcpu backends (default: all available)")
     parser.add_argument("--peers", default="torch,onnxruntime", help="comma-separated peers; empty for none")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -254,6 +268,7 @@ def main(args):
     """Entry point of ``python -m lstmcpu bench`` (``args`` from :func:`add_arguments`)."""
     shapes = _csv(args.shapes, PRESETS, "shape")
     modes = _csv(args.modes, MODES, "mode")
+    cells = _csv(args.cells, CELLS, "cell")
     backends = _csv(args.backends, lstmcpu.available_backends(), "backend") if args.backends else lstmcpu.available_backends()
     peers = _csv(args.peers, PEERS, "peer") if args.peers else []
     if args.threads < 1:
@@ -261,7 +276,7 @@ def main(args):
     dtype = np.dtype(args.dtype).type
     env = environment(args.threads, dtype)
     print("lstmcpu bench: " + ", ".join(f"{k}={v}" for k, v in env.items()))
-    results = run(shapes, modes, backends, peers, args.threads, dtype, args.min_time)
+    results = run(shapes, modes, backends, peers, args.threads, dtype, args.min_time, cells)
     print()
     print(format_table(results))
     if args.json:

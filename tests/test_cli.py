@@ -20,19 +20,21 @@ def test_info_lists_backends_and_blas(capsys):
 
 def test_bench_times_backends_and_peers(tmp_path, capsys):
     path = tmp_path / "bench.json"
-    main(["bench", "--shapes", "small", "--backends", "numpy", "--min-time", "0.01", "--json", str(path)])
+    main(["bench", "--shapes", "small", "--backends", "numpy", "--cells", "lstm,gru", "--min-time", "0.01",
+          "--json", str(path)])  # fmt: skip
     out = capsys.readouterr().out
-    assert "| small | forward | numpy |" in out and "| small | train | numpy |" in out
+    assert "| lstm | small | forward | numpy |" in out and "| lstm | small | train | numpy |" in out
+    assert "| gru | small | forward | numpy |" in out
     report = json.loads(path.read_text())
     assert report["environment"]["threads"] == 1
-    impls = {(r["mode"], r["impl"]) for r in report["results"]}
-    assert ("forward", "numpy") in impls and ("train", "numpy") in impls
+    impls = {(r["cell"], r["mode"], r["impl"]) for r in report["results"]}
+    assert {("lstm", "forward", "numpy"), ("lstm", "train", "numpy"), ("gru", "train", "numpy")} <= impls
     peers = [r for r in report["results"] if r["impl"] in bench.PEERS]
     for r in report["results"]:
         assert r["median_ms"] > 0 and r["gflops"] > 0
-        if peers:
-            fastest = min(p["median_ms"] for p in peers if p["mode"] == r["mode"])
-            assert r["ratio_to_best_peer"] == pytest.approx(r["median_ms"] / fastest)
+        same = [p["median_ms"] for p in peers if (p["mode"], p["cell"]) == (r["mode"], r["cell"])]
+        if same:
+            assert r["ratio_to_best_peer"] == pytest.approx(r["median_ms"] / min(same))
 
 
 def test_bench_rejects_unknown_names():
@@ -44,8 +46,9 @@ def test_bench_rejects_unknown_names():
 
 def test_flop_count():
     T, B, I, H = bench.PRESETS["small"]
-    assert bench.lstm_flops(T, B, I, H, "forward") == 2 * T * B * 4 * H * (I + H)
-    assert bench.lstm_flops(T, B, I, H, "train") == 3 * bench.lstm_flops(T, B, I, H, "forward")
+    assert bench.flops(T, B, I, H, "forward") == 2 * T * B * 4 * H * (I + H)
+    assert bench.flops(T, B, I, H, "train") == 3 * bench.flops(T, B, I, H, "forward")
+    assert bench.flops(T, B, I, H, "forward", "gru") == 2 * T * B * 3 * H * (I + H)
 
 
 def test_demo_runs_as_a_module():

@@ -247,3 +247,78 @@ def test_bad_constructor_arguments(kwargs, error, match):
 def test_dropout_with_one_layer_warns():
     with pytest.warns(UserWarning, match="num_layers=1"):
         make(dropout=0.2)
+
+
+# ---------------------------------------------------------------------- variants
+
+
+def test_variant_parameter_names_and_shapes():
+    peephole = lstmcpu.LSTM(3, 4, peephole=True)
+    assert {k: v.shape for k, v in peephole.params.items() if k.startswith("weight_c")} == {
+        "weight_ci_l0": (4,), "weight_cf_l0": (4,), "weight_co_l0": (4,)}  # fmt: skip
+    coupled = lstmcpu.LSTM(3, 4, coupled=True, peephole=True)
+    assert coupled.params["weight_ih_l0"].shape == (12, 3), "no input-gate rows"
+    assert "weight_ci_l0" not in coupled.params
+    proj = lstmcpu.LSTM(3, 4, proj_size=2, num_layers=2, bidirectional=True)
+    assert proj.params["weight_hr_l1_reverse"].shape == (2, 4)
+    assert proj.params["weight_hh_l0"].shape == (16, 2)
+    assert proj.params["weight_ih_l1"].shape == (16, 4), "layer 1 reads 2 directions x proj_size"
+    assert lstmcpu.GRU(3, 4).params["weight_hh_l0"].shape == (12, 4)
+    assert lstmcpu.RNN(3, 4).params["bias_ih_l0"].shape == (4,)
+
+
+def test_projection_shapes():
+    layer = lstmcpu.LSTM(3, 5, proj_size=2, num_layers=2, bidirectional=True)
+    out, (h_n, c_n) = layer(np.ones((4, 3, 3)))
+    assert out.shape == (4, 3, 4) and h_n.shape == (4, 3, 2) and c_n.shape == (4, 3, 5)
+    grad_x, (grad_h0, grad_c0) = layer.backward(np.ones_like(out))
+    assert grad_x.shape == (4, 3, 3) and grad_h0.shape == (4, 3, 2) and grad_c0.shape == (4, 3, 5)
+
+
+@pytest.mark.parametrize("layer_class", [lstmcpu.GRU, lstmcpu.RNN])
+def test_single_state_layers_take_and_return_one_array(layer_class):
+    layer = layer_class(3, 4, num_layers=2, random_state=0)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    out, h_n = layer(x, np.zeros((2, 2, 4)))
+    assert out.shape == (5, 2, 4) and h_n.shape == (2, 2, 4)
+    np.testing.assert_array_equal(h_n[-1], out[-1])
+    grad_x, grad_h0 = layer.backward(np.ones_like(out), np.ones((2, 2, 4)))
+    assert grad_x.shape == x.shape and grad_h0.shape == (2, 2, 4)
+    with pytest.raises(ValueError, match="h0 must have shape \\(2, 2, 4\\)"):
+        layer(x, np.zeros((1, 2, 4)))
+
+
+@pytest.mark.parametrize(
+    "build, error, match",
+    [
+        (lambda: lstmcpu.LSTM(3, 4, proj_size=4), ValueError, "proj_size must be smaller than hidden_size"),
+        (lambda: lstmcpu.LSTM(3, 4, proj_size=-1), ValueError, "proj_size must be an integer >= 0"),
+        (lambda: lstmcpu.RNN(3, 4, nonlinearity="sigmoid"), ValueError, "nonlinearity must be 'tanh' or 'relu'"),
+    ],
+)
+def test_bad_variant_arguments(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
+
+
+def test_variant_reprs():
+    assert repr(lstmcpu.LSTM(3, 4, proj_size=2, peephole=True)) == "LSTM(3, 4, proj_size=2, peephole=True)"
+    assert repr(lstmcpu.RNN(3, 4, nonlinearity="relu")) == "RNN(3, 4, nonlinearity=relu)"
+    assert repr(lstmcpu.GRU(3, 4, batch_first=True)) == "GRU(3, 4, batch_first=True)"
+
+
+def test_torch_state_dicts_of_every_layer_type_load_both_ways():
+    torch = pytest.importorskip("torch")
+    for ours, theirs in [
+        (lstmcpu.GRU(3, 4, num_layers=2, random_state=0), torch.nn.GRU(3, 4, num_layers=2)),
+        (lstmcpu.RNN(3, 4, nonlinearity="relu", random_state=0), torch.nn.RNN(3, 4, nonlinearity="relu")),
+        (lstmcpu.LSTM(3, 4, proj_size=2, bidirectional=True, random_state=0),
+         torch.nn.LSTM(3, 4, proj_size=2, bidirectional=True)),
+    ]:  # fmt: skip
+        theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+        clone = type(ours)(**{k: getattr(ours, k) for k in ("input_size", "hidden_size", "num_layers")},
+                           **({"proj_size": 2, "bidirectional": True} if isinstance(ours, lstmcpu.LSTM) else {}),
+                           **({"nonlinearity": "relu"} if isinstance(ours, lstmcpu.RNN) else {}))  # fmt: skip
+        clone.load_state_dict(theirs.state_dict())
+        for name, value in ours.params.items():
+            np.testing.assert_array_equal(clone.params[name], value)

@@ -81,8 +81,10 @@ def test_unknown_name_lists_the_available_ones(clean_registry):
 
 
 def test_backend_that_cannot_run_the_request_is_a_clear_error(clean_registry):
-    with pytest.raises(ValueError, match="cannot run cell 'gru'"):
-        lstmcpu.get_backend("numpy", cell="gru")
+    with pytest.raises(ValueError, match="cannot run cell 'lstm' in float16"):
+        lstmcpu.get_backend("numpy", dtype=np.float16)
+    with pytest.raises(ValueError, match="cannot run cell 'mlstm'"):
+        lstmcpu.get_backend("numpy", cell="mlstm")
 
 
 def test_environment_variable_drives_auto(clean_registry, monkeypatch):

@@ -1,4 +1,4 @@
-"""lstmcpu.LSTM equals torch.nn.LSTM, forward and every gradient, for every backend.
+"""lstmcpu.LSTM / GRU / RNN equal torch.nn's, forward and every gradient, for every backend.
 
 Two sources of truth: live torch when it is installed (CI installs torch==2.13.0), and the
 golden fixtures written by make_golden.py from torch, which run everywhere.
@@ -12,19 +12,35 @@ import pytest
 
 import lstmcpu
 
-from parity_cases import CASES, make_case
+from parity_cases import CASES, make_case, module_of
 
-GOLDEN = pathlib.Path(__file__).parent / "data" / "torch_lstm_golden.npz"
+GOLDEN = pathlib.Path(__file__).parent / "data" / "torch_golden.npz"
 
 
 def run_lstmcpu(case, backend_name, dtype):
-    layer = lstmcpu.LSTM(**case["config"], dtype=dtype, backend=backend_name)
+    """lstmcpu's outputs and gradients, named as torch_reference names them."""
+    layer = getattr(lstmcpu, case["module"])(**case["config"], dtype=dtype, backend=backend_name)
     layer.load_state_dict(case["state_dict"])
-    out, (h_n, c_n) = layer(case["x"], (case["h0"], case["c0"]), lengths=case["lengths"])
-    grad_x, (grad_h0, grad_c0) = layer.backward(case["grad_out"], (case["grad_h_n"], case["grad_c_n"]))
-    result = dict(out=out, h_n=h_n, c_n=c_n, grad_x=grad_x, grad_h0=grad_h0, grad_c0=grad_c0)
+    is_lstm = case["module"] == "LSTM"
+    hx = tuple(case["states0"]) if is_lstm else case["states0"][0]
+    out, states_n = layer(case["x"], hx, lengths=case["lengths"])
+    grad_state = tuple(case["grad_states"]) if is_lstm else case["grad_states"][0]
+    grad_x, grad_states0 = layer.backward(case["grad_out"], grad_state)
+    states_n, grad_states0 = (states_n, grad_states0) if is_lstm else ((states_n,), (grad_states0,))
+    result = dict(out=out, grad_x=grad_x)
+    for name, state, grad in zip("hc", states_n, grad_states0):
+        result[f"{name}_n"] = state
+        result[f"grad_{name}0"] = grad
     result.update({f"grad.{name}": g for name, g in layer.grads.items()})
     return result
+
+
+def skip_unless_backend_runs(case_id, backend_name, dtype):
+    config = CASES[case_id][0]
+    layer_class = getattr(lstmcpu, module_of(case_id))
+    probe = layer_class(**{**config, "num_layers": 1, "bidirectional": False}, backend="numpy")
+    if not lstmcpu.get_backend(backend_name).can_run(probe._capabilities(), dtype):
+        pytest.skip(f"backend {backend_name!r} does not implement {probe._capabilities()}")
 
 
 def assert_matches(result, expected, dtype, n_terms):
@@ -49,12 +65,13 @@ def case_size(case_id):
 @pytest.mark.parametrize("case_id", list(CASES))
 def test_matches_live_torch(case_id, backend_name, dtype):
     pytest.importorskip("torch")
-    from torch_reference import torch_lstm_reference
+    from torch_reference import torch_reference
 
+    skip_unless_backend_runs(case_id, backend_name, dtype)
     case = make_case(case_id)
-    expected = torch_lstm_reference(
-        case["config"], case["state_dict"], case["x"], case["h0"], case["c0"], case["lengths"],
-        case["grad_out"], case["grad_h_n"], case["grad_c_n"],
+    expected = torch_reference(
+        case["module"], case["config"], case["state_dict"], case["x"], case["states0"], case["lengths"],
+        case["grad_out"], case["grad_states"],
     )  # fmt: skip
     assert_matches(run_lstmcpu(case, backend_name, dtype), expected, dtype, case_size(case_id))
 
@@ -65,13 +82,23 @@ def load_golden_case(golden, case_id):
         return {k[len(prefix) :]: golden[k] for k in golden.files if k.startswith(prefix)}
 
     inputs = group("input")
-    case = dict(config=json.loads(str(golden["meta"]))["cases"][case_id], state_dict=group("param"))
-    case.update(inputs, lengths=inputs.get("lengths"))
+    n_states = 2 if module_of(case_id) == "LSTM" else 1
+    case = dict(
+        module=module_of(case_id),
+        config=json.loads(str(golden["meta"]))["cases"][case_id],
+        state_dict=group("param"),
+        x=inputs["x"],
+        grad_out=inputs["grad_out"],
+        lengths=inputs.get("lengths"),
+        states0=[inputs[f"state{k}"] for k in range(n_states)],
+        grad_states=[inputs[f"grad_state{k}"] for k in range(n_states)],
+    )
     return case, group("expected")
 
 
 @pytest.mark.parametrize("case_id", list(CASES))
 def test_matches_torch_golden_fixtures(case_id, backend_name, dtype):
+    skip_unless_backend_runs(case_id, backend_name, dtype)
     with np.load(GOLDEN, allow_pickle=False) as golden:
         case, expected = load_golden_case(golden, case_id)
     assert_matches(run_lstmcpu(case, backend_name, dtype), expected, dtype, case_size(case_id))
@@ -107,3 +134,21 @@ def test_state_dict_round_trip_with_live_torch():
     back.load_state_dict(theirs.state_dict())  # tensors load directly
     for name, value in ours.state_dict().items():
         np.testing.assert_array_equal(back.params[name], value)
+
+
+def test_torch_state_dict_round_trip_gives_identical_outputs():
+    torch = pytest.importorskip("torch")
+    from lstmcpu.interop import torch_state_dict
+
+    ours = lstmcpu.LSTM(4, 6, num_layers=2, proj_size=3, bidirectional=True, dtype=np.float64, random_state=0)
+    theirs = torch.nn.LSTM(4, 6, num_layers=2, proj_size=3, bidirectional=True, dtype=torch.float64)
+    theirs.load_state_dict(torch_state_dict(ours))
+    back = lstmcpu.LSTM(4, 6, num_layers=2, proj_size=3, bidirectional=True, dtype=np.float64)
+    back.load_state_dict(theirs.state_dict())
+    x = np.random.default_rng(0).standard_normal((5, 2, 4))
+    with torch.no_grad():
+        torch_out, _ = theirs(torch.from_numpy(x))
+    np.testing.assert_array_equal(back.eval()(x)[0], ours.eval()(x)[0])
+    np.testing.assert_allclose(back(x)[0], torch_out.numpy(), rtol=1e-12, atol=1e-13)
+    with pytest.raises(ValueError, match="no peephole"):
+        torch_state_dict(lstmcpu.LSTM(2, 3, peephole=True))
