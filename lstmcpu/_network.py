@@ -19,20 +19,21 @@ CELLS = {"lstm": LSTM}
 
 
 class RecurrentState:
-    """Opaque carried state of :meth:`predict_stream`: hidden and cell state of every layer.
+    """Opaque carried state of :meth:`predict_stream`: the recurrent states of every layer.
 
     Attributes
     ----------
-    h, c : ndarray of shape (num_layers, n_samples, hidden_size)
+    states : list of ndarray
+        The layer's states (``[h, c]`` for an LSTM), each ``(num_layers, n_samples, ...)``.
     n_steps : int
         Time steps consumed so far.
     """
 
-    def __init__(self, h, c, n_steps):
-        self.h, self.c, self.n_steps = h, c, n_steps
+    def __init__(self, states, n_steps):
+        self.states, self.n_steps = states, n_steps
 
     def __repr__(self):
-        return f"RecurrentState(n_samples={self.h.shape[1]}, n_steps={self.n_steps})"
+        return f"RecurrentState(n_samples={self.states[0].shape[1]}, n_steps={self.n_steps})"
 
 
 class SequenceNetwork:
@@ -113,24 +114,22 @@ class SequenceNetwork:
 
     # ------------------------------------------------------------------ forward / backward
 
-    def forward(self, x, lengths, backend, state=None, training=False):
+    def forward(self, x, lengths, backend, states=None, training=False):
         """Head outputs for time-major ``x`` ``(T, B, F)``.
 
-        Returns ``(out, (h_n, c_n))`` where ``out`` is ``(B, K)`` with ``output="last"`` and
-        ``(T * B, K)`` (time-major rows) with ``output="sequence"``.
+        ``states`` are the initial states (zeros when ``None``). Returns ``(out, states_n)``
+        where ``out`` is ``(B, K)`` with ``output="last"`` and ``(T * B, K)`` (time-major
+        rows) with ``output="sequence"``.
         """
         rnn = self.rnn
         rnn.training = training
-        B = x.shape[1]
-        if state is None:
-            shape = (rnn.num_layers * rnn.num_directions, B, rnn.hidden_size)
-            h0, c0 = np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)
-        else:
-            h0, c0 = state
-        seq, h_n, c_n = rnn._forward(x, h0, c0, lengths, backend)
+        if states is None:
+            states = [np.zeros(shape, self.dtype) for shape in rnn._state_shapes(x.shape[1])]
+        seq, states_n = rnn._forward(x, states, lengths, backend)
         if self.output == "last":
             D = rnn.num_directions
-            # The top layer's final states, directions side by side: (B, D * H).
+            h_n = states_n[0]
+            # The top layer's final hidden states, directions side by side: (B, D * H).
             features = h_n[-1] if D == 1 else np.concatenate(h_n[-D:], axis=1)
         else:
             features = seq.reshape(-1, seq.shape[2])
@@ -139,7 +138,7 @@ class SequenceNetwork:
         # out = features @ W.T + b
         out = features @ self.head_weight.T
         out += self.head_bias
-        return out, (h_n, c_n)
+        return out, states_n
 
     def backward(self, grad_out):
         """Fill :attr:`grad` from the gradient of the loss w.r.t. the head outputs."""
@@ -151,16 +150,15 @@ class SequenceNetwork:
         # d features = grad_out @ W
         d_features = grad_out @ self.head_weight
         T, B, DH = self._seq_shape
-        D, H = rnn.num_directions, rnn.hidden_size
-        state_shape = (rnn.num_layers * D, B, H)
-        dh_n = np.zeros(state_shape, self.dtype)
+        D = rnn.num_directions
+        d_states = [np.zeros(shape, self.dtype) for shape in rnn._state_shapes(B)]
         if self.output == "last":
             d_seq = np.zeros((T, B, DH), self.dtype)
             # Undo the concatenation of directions: (B, D * H) -> (D, B, H).
-            dh_n[-D:] = d_features.reshape(B, D, H).transpose(1, 0, 2)
+            d_states[0][-D:] = d_features.reshape(B, D, -1).transpose(1, 0, 2)
         else:
             d_seq = d_features.reshape(T, B, DH)
-        rnn._backward(d_seq, dh_n, np.zeros(state_shape, self.dtype))
+        rnn._backward(d_seq, d_states)
         for name, value in rnn.grads.items():
             g[name][...] = value
         self._features = None

@@ -160,14 +160,13 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         seqs = self._check_X(X, reset=first_pass)
         targets = self._encode_targets(y, seqs, first_pass, incremental)
-        dtype = check_float_dtype(self.dtype)
-        backend = get_backend(self.backend, cell=self.cell, dtype=dtype)
-        self.backend_ = backend.name
         rng = check_random_state(self.random_state)
         if first_pass:
             self._initialize(seqs, targets, rng)
         else:
             self._check_architecture(targets)
+        backend = self._resolve_backend()
+        self.backend_ = backend.name
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = make_optimizer(
                 self.solver, self.network_.flat, self.learning_rate, self.momentum
@@ -182,6 +181,11 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             targets = _take_targets(targets, train, self.output)
         self._run_epochs(X_tm, lengths, targets, val, backend, rng, incremental)
         return self
+
+    def _resolve_backend(self):
+        """The backend named by ``backend`` that runs the fitted network's cell and dtype."""
+        net = self.network_
+        return get_backend(self.backend, cell=net.rnn._capabilities(), dtype=net.dtype)
 
     def _initialize(self, seqs, targets, rng):
         self.network_ = SequenceNetwork(
@@ -375,7 +379,7 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     def _raw_predict(self, X):
         """Head outputs for ``X``: ``(n, K)``, or ``(n, T, K)`` (or a list) for sequences."""
         seqs = self._check_fitted_X(X)
-        backend = get_backend(self.backend, cell=self.cell, dtype=self.network_.dtype)
+        backend = self._resolve_backend()
         X_tm, lengths = _time_major(seqs)
         out = self._network_outputs(X_tm, lengths, backend)
         return self._outputs_per_sequence(out, seqs.X.shape[:2], seqs.lengths, seqs.kind)
@@ -444,19 +448,18 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 raise TypeError(
                     f"state must be None or the state returned by predict_stream, got {type(state).__name__}"
                 )
-            expected = (net.rnn.num_layers, n, net.rnn.hidden_size)
-            if state.h.shape != expected or state.h.dtype != net.dtype:
+            expected = net.rnn._state_shapes(n)
+            if [s.shape for s in state.states] != expected or state.states[0].dtype != net.dtype:
                 raise ValueError(
-                    f"state holds {state.h.shape[1]} sequences of this or another model, but "
-                    f"X_chunk has {n}; pass the state returned for the same sequences"
+                    f"state holds {state.states[0].shape[1]} sequences of this or another model, "
+                    f"but X_chunk has {n}; pass the state returned for the same sequences"
                 )
-        backend = get_backend(self.backend, cell=self.cell, dtype=net.dtype)
+        backend = self._resolve_backend()
         X_tm, _ = _time_major(seqs)
-        hx = None if state is None else (state.h, state.c)
-        out, (h_n, c_n) = net.forward(X_tm, None, backend, state=hx)
+        out, states_n = net.forward(X_tm, None, backend, states=None if state is None else state.states)
         n_steps = X_tm.shape[0] + (0 if state is None else state.n_steps)
         out = self._outputs_per_sequence(out, seqs.X.shape[:2], None, seqs.kind)
-        return self._decode_outputs(out), RecurrentState(h_n, c_n, n_steps)
+        return self._decode_outputs(out), RecurrentState(states_n, n_steps)
 
     def predict(self, X):
         """Predict for each sequence (``output="last"``) or each time step (``"sequence"``).
