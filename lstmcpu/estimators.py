@@ -10,6 +10,7 @@ lean path through the network without re-checking it.
 """
 
 import numbers
+import threading
 import warnings
 from abc import ABCMeta, abstractmethod
 
@@ -22,6 +23,7 @@ from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
+from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
 from ._network import CELLS, RecurrentState, SequenceNetwork
@@ -179,7 +181,8 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             val = (X_tm[:, val], _take(lengths, val), _take_targets(targets, val, self.output))
             X_tm, lengths = X_tm[:, train], _take(lengths, train)
             targets = _take_targets(targets, train, self.output)
-        self._run_epochs(X_tm, lengths, targets, val, backend, rng, incremental)
+        with _SINGLE_THREADED_BLAS:
+            self._run_epochs(X_tm, lengths, targets, val, backend, rng, incremental)
         return self
 
     def _resolve_backend(self):
@@ -548,6 +551,11 @@ class LSTMClassifier(ClassifierMixin, _BaseLSTM):
         One label per sequence, or one label per time step (then ``y`` is
         ``(n_samples, n_timesteps)``, or a list of per-sequence label arrays).
 
+    Notes
+    -----
+    Training runs BLAS on one thread: each step multiplies small matrices, where BLAS
+    threads only add synchronisation (on a busy machine they slow training down many times).
+
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -796,6 +804,40 @@ class LSTMRegressor(RegressorMixin, _BaseLSTM):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+class _SingleThreadedBLAS:
+    """Context manager: BLAS on one thread while any thread of the process is training.
+
+    A training step multiplies small matrices (one step of one minibatch); BLAS threads only
+    add synchronisation there, and on a busy machine they make training tens of times
+    slower. The first training to enter limits BLAS, the last to leave restores the user's
+    setting, so concurrent fits do not leave the process single-threaded.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._active = 0
+        self._limit = None
+        self._controller = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._active == 0:
+                if self._controller is None:  # inspecting the loaded libraries costs ~0.2 ms
+                    self._controller = ThreadpoolController()
+                self._limit = self._controller.limit(limits=1, user_api="blas")
+            self._active += 1
+
+    def __exit__(self, *exc_info):
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                self._limit.restore_original_limits()
+                self._limit = None
+
+
+_SINGLE_THREADED_BLAS = _SingleThreadedBLAS()
 
 
 def _ndim(X):

@@ -547,3 +547,34 @@ def test_predict_in_chunks_equals_one_call(monkeypatch, output):
     else:
         for a, b in zip(chunked, whole):
             assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_training_runs_blas_on_one_thread_and_restores_the_setting():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    from lstmcpu.backends.numpy_backend import NumpyBackend
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    seen = []
+
+    class Recording(NumpyBackend):
+        name = "recording"
+
+        def forward(self, *args, **kwargs):
+            seen.append(blas_threads())
+            return super().forward(*args, **kwargs)
+
+    lstmcpu.register_backend("recording", Recording, replace=True)
+    X, y = sign_task(n=40)
+    with threadpool_limits(2, user_api="blas"):
+        small(LSTMClassifier, backend="recording").fit(X, y)
+        assert seen and all(set(threads) == {1} for threads in seen)
+        assert set(blas_threads()) == {2}
+        # Concurrent fits: the last one to finish restores the setting.
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda seed: small(LSTMClassifier, random_state=seed).fit(X, y), range(4)))
+        assert set(blas_threads()) == {2}
