@@ -178,8 +178,8 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         val = None
         if self.early_stopping:
             train, val = self._validation_split(seqs.n_samples, targets, rng)
-            val = (X_tm[:, val], _take(lengths, val), _take_targets(targets, val, self.output))
-            X_tm, lengths = X_tm[:, train], _take(lengths, train)
+            val = (_take_steps(X_tm, val), _take(lengths, val), _take_targets(targets, val, self.output))
+            X_tm, lengths = _take_steps(X_tm, train), _take(lengths, train)
             targets = _take_targets(targets, train, self.output)
         with _SINGLE_THREADED_BLAS:
             self._run_epochs(X_tm, lengths, targets, val, backend, rng, incremental)
@@ -855,6 +855,14 @@ def _time_major(seqs):
     return np.ascontiguousarray(seqs.X.transpose(1, 0, 2)), seqs.lengths
 
 
+def _take_steps(X_tm, idx):
+    """The sequences ``idx`` of time-major ``X_tm``, C-contiguous as the kernels require.
+
+    (``X_tm[:, idx]`` is not: NumPy lays the indexed axis out first.)
+    """
+    return np.take(X_tm, idx, axis=1)
+
+
 def _take(lengths, idx):
     return None if lengths is None else lengths[idx]
 
@@ -869,10 +877,10 @@ def _batch_inputs(X_tm, lengths, idx, trim=True):
     With lengths, time is cut to the longest sequence of the batch.
     """
     if lengths is None:
-        return X_tm[:, idx], None, X_tm.shape[0]
+        return _take_steps(X_tm, idx), None, X_tm.shape[0]
     batch_lengths = lengths[idx]
     T = int(batch_lengths.max()) if trim else X_tm.shape[0]
-    x = X_tm[:T, idx]
+    x = _take_steps(X_tm[:T], idx)
     if np.all(batch_lengths == T):
         batch_lengths = None
     return x, batch_lengths, T

@@ -578,3 +578,34 @@ def test_training_runs_blas_on_one_thread_and_restores_the_setting():
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda seed: small(LSTMClassifier, random_state=seed).fit(X, y), range(4)))
         assert set(blas_threads()) == {2}
+
+
+def test_kernels_only_receive_c_contiguous_arrays():
+    # The kernel contract: time-major C-contiguous arrays. Minibatches, validation splits,
+    # chunks and padded lists must all honour it (compiled backends refuse anything else).
+    from lstmcpu.backends.numpy_backend import NumpyBackend
+
+    class Strict(NumpyBackend):
+        name = "strict"
+
+        def forward(self, x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True, **options):
+            for name, a in dict(x=x, w_ih=w_ih, w_hh=w_hh, b=b, h0=h0, c0=c0).items():
+                assert a.flags.c_contiguous, f"{name} is not C-contiguous"
+            return super().forward(x, w_ih, w_hh, b, h0, c0, lengths, need_cache, **options)
+
+        def backward(self, dy, dh_n, dc_n, cache, **options):
+            for name, a in dict(dy=dy, dh_n=dh_n, dc_n=dc_n).items():
+                assert a.flags.c_contiguous, f"{name} is not C-contiguous"
+            return super().backward(dy, dh_n, dc_n, cache, **options)
+
+    lstmcpu.register_backend("strict", Strict, replace=True)
+    X = variable_length_list(n=40)
+    y = np.array([seq[:, 0].sum() > 0 for seq in X])
+    for options in [dict(), dict(bidirectional=True, num_layers=2), dict(early_stopping=True)]:
+        clf = small(LSTMClassifier, backend="strict", **options).fit(X, y)
+        clf.predict(X)
+    reg = small(LSTMRegressor, backend="strict", output="sequence").fit(X, [seq for seq in X])
+    reg.predict(X)
+    arrays = np.random.default_rng(0).standard_normal((40, 5, 2))
+    reg = small(LSTMRegressor, backend="strict", early_stopping=True).fit(arrays, arrays[:, 0, 0])
+    reg.predict_stream(arrays[:, :2], reg.predict_stream(arrays[:, :3])[1])
