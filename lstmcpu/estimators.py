@@ -294,12 +294,11 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         out, _ = net.forward(x, batch_lengths, backend, training=True)
         y, weights = self._batch_targets(targets, idx, T, batch_lengths)
         loss, grad_out = self._loss(out, y, weights)
-        weights_part = net.flat[: net.n_weights]
-        if self.alpha:
-            # 0.5 * alpha * ||W||^2 over the weights (not the biases)
-            loss += 0.5 * self.alpha * float(weights_part @ weights_part)
         grad = net.backward(grad_out)
         if self.alpha:
+            # 0.5 * alpha * ||W||^2 over the weights (not the biases), and its gradient
+            weights_part = net.flat[: net.n_weights]
+            loss += 0.5 * self.alpha * float(weights_part @ weights_part)
             grad[: net.n_weights] += self.alpha * weights_part
         sq_norm = float(grad @ grad)
         if not (np.isfinite(loss) and np.isfinite(sq_norm)):
@@ -420,7 +419,7 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         >>> import numpy as np
         >>> from lstmcpu import LSTMRegressor
         >>> X = np.random.default_rng(0).standard_normal((20, 6, 1))
-        >>> est = LSTMRegressor(hidden_size=4, max_iter=2, output="sequence", random_state=0)
+        >>> est = LSTMRegressor(hidden_size=4, output="sequence", random_state=0)
         >>> est = est.fit(X, X[:, :, 0])
         >>> first, state = est.predict_stream(X[:, :4])
         >>> rest, state = est.predict_stream(X[:, 4:], state)
@@ -585,7 +584,7 @@ class LSTMClassifier(ClassifierMixin, _BaseLSTM):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.standard_normal((200, 5, 2))
     >>> y = np.where(X[:, :, 0].sum(axis=1) > 0, "up", "down")
-    >>> clf = LSTMClassifier(hidden_size=8, max_iter=30, random_state=0).fit(X, y)
+    >>> clf = LSTMClassifier(hidden_size=8, random_state=0).fit(X, y)
     >>> clf.classes_.tolist(), clf.predict(X[:2]).shape, clf.score(X, y) > 0.9
     (['down', 'up'], (2,), True)
     """
@@ -714,7 +713,7 @@ class LSTMRegressor(RegressorMixin, _BaseLSTM):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.standard_normal((200, 6, 1))
     >>> y = X[:, :, 0].mean(axis=1)
-    >>> reg = LSTMRegressor(hidden_size=8, max_iter=50, random_state=0).fit(X, y)
+    >>> reg = LSTMRegressor(hidden_size=8, random_state=0).fit(X, y)
     >>> reg.predict(X).shape, reg.score(X, y) > 0.8
     ((200,), True)
     """

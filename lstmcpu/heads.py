@@ -50,21 +50,19 @@ def softmax_cross_entropy(logits, targets, weights=None):
     >>> round(loss, 6), grad.tolist()
     (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
     """
-    rows = np.arange(logits.shape[0])
+    n = logits.shape[0]
+    rows = np.arange(n)
     logits -= logits.max(axis=1, keepdims=True)
     target_logit = logits[rows, targets]
     np.exp(logits, out=logits)
     sums = logits.sum(axis=1)
     # loss_n = log(sum_k exp(z_nk)) - z_n,target
     per_row = np.log(sums) - target_logit
-    logits /= sums[:, None]
-    logits[rows, targets] -= 1.0
-    if weights is None:
-        loss = float(per_row.mean())
-        logits *= 1.0 / logits.shape[0]
-    else:
-        loss = float(per_row @ weights)
-        logits *= weights[:, None]
+    row_weights = np.full(n, 1.0 / n, dtype=logits.dtype) if weights is None else weights
+    loss = float(per_row @ row_weights)
+    # grad = (softmax - onehot) * w: scale each row by w_n / sum_n, then subtract w_n.
+    logits *= (row_weights / sums)[:, None]
+    logits[rows, targets] -= row_weights
     return loss, logits
 
 
@@ -91,12 +89,14 @@ def squared_error(pred, targets, weights=None):
     (1.25, [0.5, 1.0])
     """
     pred -= targets
-    n_outputs = pred.shape[1]
-    per_row = np.einsum("nk,nk->n", pred, pred)
+    n, n_outputs = pred.shape
     if weights is None:
-        loss = 0.5 * float(per_row.mean()) / n_outputs
-        pred *= 1.0 / (pred.shape[0] * n_outputs)
+        # 0.5 * mean(d**2) over all entries; its gradient is d / (n * n_outputs).
+        flat = pred.reshape(-1)
+        loss = 0.5 * float(flat @ flat) / (n * n_outputs)
+        pred *= 1.0 / (n * n_outputs)
     else:
+        per_row = np.einsum("nk,nk->n", pred, pred)
         loss = 0.5 * float(per_row @ weights) / n_outputs
         pred *= weights[:, None] / n_outputs
     return loss, pred
