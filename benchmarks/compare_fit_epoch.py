@@ -5,7 +5,9 @@ Task: scikit-learn's digits read as sequences (8 steps of 8 pixels), a one-layer
 clipping, float32, one thread for BLAS and for PyTorch. Both loops shuffle every epoch.
 
 Prints the median milliseconds per epoch of ``fit`` for every available lstmcpu backend and
-for PyTorch, their ratio, and the training time each needs to reach 0.95 test accuracy.
+for PyTorch, their ratio, and the training time each needs to reach 0.95 test accuracy. A
+last row times the training loop alone (a backend whose kernels return zeros at once): what
+``fit`` spends around the kernels.
 
 Run: ``python benchmarks/compare_fit_epoch.py [--repeats 7] [--epochs 5]``
 """
@@ -22,6 +24,7 @@ from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 import lstmcpu
+from lstmcpu.backend import Backend
 
 HIDDEN, BATCH, LR, TARGET = 64, 32, 0.01, 0.95
 MAX_EPOCHS_TO_TARGET = 60
@@ -63,6 +66,22 @@ def lstmcpu_time_to_target(backend, X, y, X_test, y_test):
         if clf.score(X_test, y_test) >= TARGET:
             return spent, epoch
     return float("nan"), MAX_EPOCHS_TO_TARGET
+
+
+class NoOpKernels(Backend):
+    """Kernels that return zeros without computing: isolates the cost of the loop around them."""
+
+    name = "no-op"
+
+    def forward(self, x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
+        T, B, _ = x.shape
+        y = np.zeros((T, B, w_hh.shape[1]), x.dtype)
+        return y, h0.copy(), c0.copy(), (x.shape, w_ih.shape, w_hh.shape, x.dtype)
+
+    def backward(self, dy, dh_n, dc_n, cache):
+        x_shape, w_ih_shape, w_hh_shape, dtype = cache
+        return (np.zeros(x_shape, dtype), np.zeros(w_ih_shape, dtype), np.zeros(w_hh_shape, dtype),
+                np.zeros(w_hh_shape[0], dtype), dh_n.copy(), dc_n.copy())  # fmt: skip
 
 
 class TorchModel:
@@ -148,11 +167,14 @@ def main():
             TorchModel(torch).epoch(Xt[:64], yt[:64])  # warm-up
             ms = torch_ms_per_epoch(torch, Xt, yt, args.epochs, args.repeats)
             results[f"torch {torch.__version__}"] = (ms, *torch_time_to_target(torch, Xt, yt, Xv, yv))
+        lstmcpu.register_backend("no-op", NoOpKernels, replace=True)
+        loop_ms = lstmcpu_ms_per_epoch("no-op", X_train, y_train, args.epochs, args.repeats)
     torch_ms = next((r[0] for name, r in results.items() if name.startswith("torch")), None)
     print(f"{'contender':<22}{'ms/epoch':>10}{'torch/this':>12}{'s to 0.95':>11}{'epochs':>8}")
     for name, (ms, seconds, epochs) in results.items():
         ratio = f"{torch_ms / ms:.2f}x" if torch_ms else "-"
         print(f"{name:<22}{ms:>10.2f}{ratio:>12}{seconds:>11.3f}{epochs:>8}")
+    print(f"{'lstmcpu loop only':<22}{loop_ms:>10.2f}   (fit with no-op kernels: the cost around them)")
 
 
 if __name__ == "__main__":
