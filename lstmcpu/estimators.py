@@ -383,7 +383,8 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         seqs = self._check_fitted_X(X)
         backend = self._resolve_backend()
         X_tm, lengths = _time_major(seqs)
-        out = self._network_outputs(X_tm, lengths, backend)
+        with _SINGLE_THREADED_BLAS:
+            out = self._network_outputs(X_tm, lengths, backend)
         return self._outputs_per_sequence(out, seqs.X.shape[:2], seqs.lengths, seqs.kind)
 
     def _outputs_per_sequence(self, out, shape, lengths, kind):
@@ -458,7 +459,8 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 )
         backend = self._resolve_backend()
         X_tm, _ = _time_major(seqs)
-        out, states_n = net.forward(X_tm, None, backend, states=None if state is None else state.states)
+        with _SINGLE_THREADED_BLAS:
+            out, states_n = net.forward(X_tm, None, backend, states=None if state is None else state.states)
         n_steps = X_tm.shape[0] + (0 if state is None else state.n_steps)
         out = self._outputs_per_sequence(out, seqs.X.shape[:2], None, seqs.kind)
         return self._decode_outputs(out), RecurrentState(states_n, n_steps)
@@ -550,11 +552,6 @@ class LSTMClassifier(ClassifierMixin, _BaseLSTM):
         One label per sequence, or one label per time step (then ``y`` is
         ``(n_samples, n_timesteps)``, or a list of per-sequence label arrays).
 
-    Notes
-    -----
-    Training runs BLAS on one thread: each step multiplies small matrices, where BLAS
-    threads only add synchronisation (on a busy machine they slow training down many times).
-
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -576,6 +573,12 @@ class LSTMClassifier(ClassifierMixin, _BaseLSTM):
     validation_scores_ : list of float or None
         Validation accuracy per epoch with ``early_stopping``.
     best_validation_score_ : float or None
+
+    Notes
+    -----
+    ``fit``, ``predict`` and ``predict_stream`` run BLAS on one thread: each recurrent step
+    multiplies small matrices, where BLAS threads only add synchronisation (on a busy machine
+    they slow training down many times). The user's setting is restored afterwards.
 
     Examples
     --------
@@ -806,12 +809,12 @@ class LSTMRegressor(RegressorMixin, _BaseLSTM):
 
 
 class _SingleThreadedBLAS:
-    """Context manager: BLAS on one thread while any thread of the process is training.
+    """Context manager: BLAS on one thread while any thread of the process trains or predicts.
 
-    A training step multiplies small matrices (one step of one minibatch); BLAS threads only
-    add synchronisation there, and on a busy machine they make training tens of times
-    slower. The first training to enter limits BLAS, the last to leave restores the user's
-    setting, so concurrent fits do not leave the process single-threaded.
+    A recurrent step multiplies small matrices (one time step of one minibatch); BLAS threads
+    only add synchronisation there, and on a busy machine they make training tens of times
+    slower. The first caller to enter limits BLAS, the last to leave restores the user's
+    setting, so concurrent calls do not leave the process single-threaded.
     """
 
     def __init__(self):

@@ -549,7 +549,7 @@ def test_predict_in_chunks_equals_one_call(monkeypatch, output):
             assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_training_runs_blas_on_one_thread_and_restores_the_setting():
+def test_blas_runs_on_one_thread_and_the_setting_is_restored():
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_info
@@ -571,7 +571,9 @@ def test_training_runs_blas_on_one_thread_and_restores_the_setting():
     lstmcpu.register_backend("recording", Recording, replace=True)
     X, y = sign_task(n=40)
     with threadpool_limits(2, user_api="blas"):
-        small(LSTMClassifier, backend="recording").fit(X, y)
+        clf = small(LSTMClassifier, backend="recording").fit(X, y)
+        clf.predict(X)
+        clf.predict_stream(X)
         assert seen and all(set(threads) == {1} for threads in seen)
         assert set(blas_threads()) == {2}
         # Concurrent fits: the last one to finish restores the setting.
