@@ -2,7 +2,8 @@
 
 Task: scikit-learn's digits read as sequences (8 steps of 8 pixels), a one-layer LSTM with
 64 hidden units and a dense 10-class head, Adam (lr 0.01), minibatches of 32, no gradient
-clipping, float32, one thread for BLAS and for PyTorch. Both loops shuffle every epoch.
+clipping, float32, one thread for BLAS, Numba and PyTorch (set ``NUMBA_NUM_THREADS`` to let
+the Numba backend use more). Both loops shuffle every epoch.
 
 Prints the median milliseconds per epoch of ``fit`` for every available lstmcpu backend and
 for PyTorch, their ratio, and the training time each needs to reach 0.95 test accuracy. A
@@ -13,6 +14,7 @@ Run: ``python benchmarks/compare_fit_epoch.py [--repeats 7] [--epochs 5]``
 """
 
 import argparse
+import os
 import statistics
 import time
 import warnings
@@ -143,6 +145,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=7, help="timed fits per contender")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per timed fit")
     args = parser.parse_args()
+    # One thread everywhere; set before lstmcpu first imports numba (on backend lookup).
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     warnings.simplefilter("ignore", ConvergenceWarning)
     X_train, X_test, y_train, y_test = digits_sequences()
     print(
