@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 import lstmcpu
-from lstmcpu import LSTMClassifier, LSTMRegressor
+from lstmcpu import LSTMClassifier, LSTMRegressor, registry
 
 BACKENDS = lstmcpu.available_backends()
 
@@ -26,6 +26,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 def _one_blas_thread():
     with threadpool_limits(1):
         yield
+
+
+@pytest.fixture
+def register():
+    """``register(name, backend_class)`` for one test; the registry forgets it afterwards."""
+    yield lambda name, factory: lstmcpu.register_backend(name, factory, replace=True)
+    registry._reset_for_tests()
 
 
 def sign_task(n=120, T=6, F=2, seed=0):
@@ -549,7 +556,7 @@ def test_predict_in_chunks_equals_one_call(monkeypatch, output):
             assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_blas_runs_on_one_thread_and_the_setting_is_restored():
+def test_blas_runs_on_one_thread_and_the_setting_is_restored(register):
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_info
@@ -568,7 +575,7 @@ def test_blas_runs_on_one_thread_and_the_setting_is_restored():
             seen.append(blas_threads())
             return super().forward(*args, **kwargs)
 
-    lstmcpu.register_backend("recording", Recording, replace=True)
+    register("recording", Recording)
     X, y = sign_task(n=40)
     with threadpool_limits(2, user_api="blas"):
         clf = small(LSTMClassifier, backend="recording").fit(X, y)
@@ -582,7 +589,7 @@ def test_blas_runs_on_one_thread_and_the_setting_is_restored():
         assert set(blas_threads()) == {2}
 
 
-def test_kernels_only_receive_c_contiguous_arrays():
+def test_kernels_only_receive_c_contiguous_arrays(register):
     # The kernel contract: time-major C-contiguous arrays. Minibatches, validation splits,
     # chunks and padded lists must all honour it (compiled backends refuse anything else).
     from lstmcpu.backends.numpy_backend import NumpyBackend
@@ -600,7 +607,7 @@ def test_kernels_only_receive_c_contiguous_arrays():
                 assert a.flags.c_contiguous, f"{name} is not C-contiguous"
             return super().backward(dy, dh_n, dc_n, cache, **options)
 
-    lstmcpu.register_backend("strict", Strict, replace=True)
+    register("strict", Strict)
     X = variable_length_list(n=40)
     y = np.array([seq[:, 0].sum() > 0 for seq in X])
     for options in [dict(), dict(bidirectional=True, num_layers=2), dict(early_stopping=True)]:
