@@ -10,12 +10,12 @@ import copy
 
 import numpy as np
 
-from .layers import LSTM
+from .layers import GRU, LSTM, RNN
 
 __all__ = ["CELLS", "RecurrentState", "SequenceNetwork"]
 
 #: Recurrent layer class for each value of the estimators' ``cell`` parameter.
-CELLS = {"lstm": LSTM}
+CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 
 
 class RecurrentState:
@@ -54,17 +54,20 @@ class SequenceNetwork:
         reads the top layer's output at every step.
     rng : numpy.random.RandomState
         Source of the initial weights.
+    cell_options : dict, optional
+        Extra arguments of the cell's layer (``peephole``, ``coupled``, ``proj_size`` of an LSTM).
     """
 
     def __init__(self, cell, n_features, hidden_size, num_layers, bidirectional, dropout,
-                 dtype, backend, n_outputs, output, rng):  # fmt: skip
+                 dtype, backend, n_outputs, output, rng, cell_options=None):  # fmt: skip
         self.rnn = CELLS[cell](
             n_features, hidden_size, num_layers, dropout=dropout, bidirectional=bidirectional,
             dtype=dtype, backend=backend, random_state=rng.randint(np.iinfo(np.int32).max),
+            **(cell_options or {}),
         )  # fmt: skip
         self.output = output
         self.dtype = self.rnn.dtype
-        n_in = self.rnn.num_directions * hidden_size
+        n_in = self.rnn.num_directions * self.rnn._output_size
         # PyTorch's nn.Linear initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
         bound = 1.0 / np.sqrt(n_in)
         arrays = dict(self.rnn.params)

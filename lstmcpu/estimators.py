@@ -37,7 +37,8 @@ from .registry import get_backend
 __all__ = ["LSTMClassifier", "LSTMRegressor"]
 
 # Architecture parameters: warm_start and partial_fit need them unchanged.
-_ARCHITECTURE = ("cell", "hidden_size", "num_layers", "bidirectional", "output", "dtype")
+_ARCHITECTURE = ("cell", "hidden_size", "num_layers", "bidirectional", "output", "dtype", "peephole", "coupled",
+                 "proj_size")  # fmt: skip
 # Sequences predicted per network call, to bound the memory of predict on large X.
 _PREDICT_CHUNK = 4096
 
@@ -50,6 +51,9 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "num_layers": [Interval(numbers.Integral, 1, None, closed="left")],
         "bidirectional": ["boolean"],
         "cell": [StrOptions(set(CELLS))],
+        "peephole": ["boolean"],
+        "coupled": ["boolean"],
+        "proj_size": [Interval(numbers.Integral, 0, None, closed="left")],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "backend": [str, Backend],
         "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64}), np.dtype],
@@ -74,7 +78,8 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                  dropout=0.0, backend="auto", dtype="float32", solver="adam", learning_rate=0.01,
                  momentum=0.9, batch_size=32, max_iter=200, clip_norm=5.0, alpha=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
-                 random_state=None, warm_start=False, verbose=False, output="last"):  # fmt: skip
+                 random_state=None, warm_start=False, verbose=False, output="last", peephole=False,
+                 coupled=False, proj_size=0):  # fmt: skip
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bidirectional = bidirectional
@@ -97,6 +102,9 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.warm_start = warm_start
         self.verbose = verbose
         self.output = output
+        self.peephole = peephole
+        self.coupled = coupled
+        self.proj_size = proj_size
 
     # ------------------------------------------------------------------ what subclasses define
 
@@ -190,11 +198,23 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         net = self.network_
         return get_backend(self.backend, cell=net.rnn._capabilities(), dtype=net.dtype)
 
+    def _cell_options(self):
+        """The LSTM-only options, checked against ``cell`` and ``hidden_size``."""
+        options = {"peephole": self.peephole, "coupled": self.coupled, "proj_size": self.proj_size}
+        used = [name for name, value in options.items() if value]
+        if self.cell != "lstm":
+            if used:
+                raise ValueError(f"{used} only apply to cell='lstm', got cell={self.cell!r}")
+            return {}
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), got {self.proj_size}")
+        return options
+
     def _initialize(self, seqs, targets, rng):
         self.network_ = SequenceNetwork(
             self.cell, seqs.X.shape[2], self.hidden_size, self.num_layers, self.bidirectional,
             self.dropout, check_float_dtype(self.dtype), self.backend,
-            self._n_outputs(targets), self.output, rng,
+            self._n_outputs(targets), self.output, rng, self._cell_options(),
         )  # fmt: skip
         self._architecture = self._architecture_params()
         self.n_iter_ = 0
@@ -512,8 +532,8 @@ class LSTMClassifier(ClassifierMixin, _BaseLSTM):
         Also read each sequence backwards (within its own length). With ``output="last"``
         the head reads the forward direction's state at each sequence's last step and the
         reverse direction's state at step 0 (PyTorch's ``h_n``).
-    cell : {"lstm"}, default="lstm"
-        Recurrent cell.
+    cell : {"lstm", "gru", "rnn"}, default="lstm"
+        Recurrent cell: LSTM, GRU, or an Elman RNN with tanh.
     dropout : float, default=0.0
         Dropout between stacked layers during training.
     backend : str or Backend, default="auto"
@@ -551,6 +571,12 @@ class LSTMClassifier(ClassifierMixin, _BaseLSTM):
     output : {"last", "sequence"}, default="last"
         One label per sequence, or one label per time step (then ``y`` is
         ``(n_samples, n_timesteps)``, or a list of per-sequence label arrays).
+    peephole : bool, default=False
+        LSTM only: peephole connections from the cell state to the gates.
+    coupled : bool, default=False
+        LSTM only: coupled input-forget gate, ``i = 1 - f``.
+    proj_size : int, default=0
+        LSTM only: project ``h`` to this many features (``0``: no projection).
 
     Attributes
     ----------
