@@ -56,15 +56,20 @@ class SequenceNetwork:
         Source of the initial weights.
     cell_options : dict, optional
         Extra arguments of the cell's layer (``peephole``, ``coupled``, ``proj_size`` of an LSTM).
+    forget_bias : float or None
+        For an LSTM: the forget gate's initial total bias (``bias_ih`` takes it, ``bias_hh``
+        zero); None keeps PyTorch's uniform initialisation.
     """
 
     def __init__(self, cell, n_features, hidden_size, num_layers, bidirectional, dropout,
-                 dtype, backend, n_outputs, output, rng, cell_options=None):  # fmt: skip
+                 dtype, backend, n_outputs, output, rng, cell_options=None, forget_bias=None):  # fmt: skip
         self.rnn = CELLS[cell](
             n_features, hidden_size, num_layers, dropout=dropout, bidirectional=bidirectional,
             dtype=dtype, backend=backend, random_state=rng.randint(np.iinfo(np.int32).max),
             **(cell_options or {}),
         )  # fmt: skip
+        if forget_bias is not None and cell == "lstm":
+            _set_forget_bias(self.rnn, forget_bias)
         self.output = output
         self.dtype = self.rnn.dtype
         n_in = self.rnn.num_directions * self.rnn._output_size
@@ -166,3 +171,15 @@ class SequenceNetwork:
             g[name][...] = value
         self._features = None
         return self.grad
+
+
+def _set_forget_bias(lstm, value):
+    """Set every forget gate's total bias ``b_ih + b_hh`` to ``value`` (f is the second gate
+    block, or the first of a coupled LSTM's f, g, o)."""
+    H = lstm.hidden_size
+    f = slice(0, H) if lstm.coupled else slice(H, 2 * H)
+    for name, param in lstm.params.items():
+        if name.startswith("bias_ih"):
+            param[f] = value
+        elif name.startswith("bias_hh"):
+            param[f] = 0

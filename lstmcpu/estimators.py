@@ -54,6 +54,7 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "peephole": ["boolean"],
         "coupled": ["boolean"],
         "proj_size": [Interval(numbers.Integral, 0, None, closed="left")],
+        "forget_bias": [Interval(numbers.Real, None, None, closed="neither")],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "backend": [str, Backend],
         "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64}), np.dtype],
@@ -79,7 +80,7 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                  momentum=0.9, batch_size=32, max_iter=200, clip_norm=5.0, alpha=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
                  random_state=None, warm_start=False, verbose=False, output="last", peephole=False,
-                 coupled=False, proj_size=0):  # fmt: skip
+                 coupled=False, proj_size=0, forget_bias=1.0):  # fmt: skip
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bidirectional = bidirectional
@@ -105,6 +106,7 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.peephole = peephole
         self.coupled = coupled
         self.proj_size = proj_size
+        self.forget_bias = forget_bias
 
     # ------------------------------------------------------------------ what subclasses define
 
@@ -214,7 +216,7 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.network_ = SequenceNetwork(
             self.cell, seqs.X.shape[2], self.hidden_size, self.num_layers, self.bidirectional,
             self.dropout, check_float_dtype(self.dtype), self.backend,
-            self._n_outputs(targets), self.output, rng, self._cell_options(),
+            self._n_outputs(targets), self.output, rng, self._cell_options(), self.forget_bias,
         )  # fmt: skip
         self._architecture = self._architecture_params()
         self.n_iter_ = 0
@@ -577,6 +579,11 @@ class LSTMClassifier(ClassifierMixin, _BaseLSTM):
         LSTM only: coupled input-forget gate, ``i = 1 - f``.
     proj_size : int, default=0
         LSTM only: project ``h`` to this many features (``0``: no projection).
+    forget_bias : float, default=1.0
+        LSTM only (other cells ignore it): the initial bias of the forget gate, so that a new
+        network starts by remembering (``sigmoid(1) = 0.73``; Keras's ``unit_forget_bias``,
+        after Gers et al. 2000 and Jozefowicz et al. 2015). Larger values (2 to 3) help with
+        lags of tens to hundreds of steps.
 
     Attributes
     ----------

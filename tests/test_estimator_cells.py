@@ -76,3 +76,17 @@ def test_unknown_cell_is_a_clear_error():
     X, y = sign_task(n=20)
     with pytest.raises(ValueError, match="'cell' parameter"):
         LSTMClassifier(cell="transformer", max_iter=1).fit(X, y)
+
+
+@pytest.mark.parametrize("coupled", [False, True])
+def test_forget_bias_initialises_every_forget_gate(coupled):
+    X, y = sign_task(n=20)
+    clf = LSTMClassifier(hidden_size=5, num_layers=2, bidirectional=True, coupled=coupled, forget_bias=2.5,
+                         max_iter=1, learning_rate=1e-12, solver="sgd", momentum=0.0, random_state=0)  # fmt: skip
+    clf.fit(X, y)
+    params = clf.network_.rnn.params
+    f = slice(0, 5) if coupled else slice(5, 10)
+    for name in params:
+        if name.startswith("bias_ih"):
+            total = params[name][f] + params[name.replace("bias_ih", "bias_hh")][f]
+            np.testing.assert_allclose(total, 2.5, atol=1e-6)

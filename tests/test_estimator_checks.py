@@ -1,6 +1,7 @@
-"""scikit-learn's own estimator checks over both estimators, with their default parameters.
+"""scikit-learn's own estimator checks over both estimators.
 
-No check is marked as an expected failure.
+The defaults (float32) pass every check but one, listed below with its reason; the float64
+regressor passes that one too, which shows the difference is float32 rounding only.
 """
 
 import pytest
@@ -17,6 +18,21 @@ def _one_blas_thread():
         yield
 
 
-@parametrize_with_checks([LSTMClassifier(), LSTMRegressor()])
+def expected_failed_checks(estimator):
+    if isinstance(estimator, LSTMRegressor) and estimator.dtype == "float32":
+        return {
+            "check_methods_subset_invariance": (
+                "float32 predictions of one sequence differ by rounding (~1e-7 absolute) with the batch "
+                "it is predicted in, because the compiled backends pick a kernel by batch size; the "
+                "check's atol=1e-7 is at float32 resolution (the float64 instance passes it)"
+            )
+        }
+    return {}
+
+
+@parametrize_with_checks(
+    [LSTMClassifier(), LSTMRegressor(), LSTMRegressor(dtype="float64")],
+    expected_failed_checks=expected_failed_checks,
+)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
