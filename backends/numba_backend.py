@@ -64,9 +64,10 @@ class NumbaBackend(Backend):
     Parameters
     ----------
     n_threads : int or None, default=None
-        Threads of the small-batch path (one batch chunk each). ``None`` follows
-        ``numba.get_num_threads()`` at each call, so ``numba.set_num_threads`` applies. The
-        large-batch path runs its products in BLAS, whose threads ``threadpoolctl`` sets.
+        Threads, one batch chunk each (never more chunks than rows). ``None`` follows
+        ``numba.get_num_threads()`` at each call, so ``numba.set_num_threads`` applies. With
+        several chunks BLAS runs on one thread during the call; with one chunk (one thread,
+        or batch 1) BLAS uses the threads ``threadpoolctl`` allows.
 
     Examples
     --------
