@@ -21,7 +21,7 @@ The recurrent product of a chunk takes one of two routes, chosen per call by
 :func:`use_blas`:
 
 * **BLAS** (``np.dot`` into a preallocated buffer, which Numba hands to SciPy's BLAS) for
-  chunks of more than :data:`SMALL_BATCH` rows. With one chunk the BLAS threads obey
+  chunks of more than :data:`SMALL_BATCH` rows. With one Numba thread the BLAS threads obey
   ``threadpoolctl``; with several, BLAS runs on one thread during the call (the chunks are
   the parallelism), so the backend uses ``n_threads`` threads in all.
 * **hand loop** for smaller chunks, where a BLAS call costs more than its work. Each row
@@ -66,8 +66,8 @@ class NumbaBackend(Backend):
     n_threads : int or None, default=None
         Threads, one batch chunk each (never more chunks than rows). ``None`` follows
         ``numba.get_num_threads()`` at each call, so ``numba.set_num_threads`` applies. With
-        several chunks BLAS runs on one thread during the call; with one chunk (one thread,
-        or batch 1) BLAS uses the threads ``threadpoolctl`` allows.
+        more than one thread BLAS runs on one thread during the call; with one, BLAS uses
+        the threads ``threadpoolctl`` allows.
 
     Examples
     --------
@@ -90,15 +90,14 @@ class NumbaBackend(Backend):
             raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
         self.n_threads = n_threads
 
-    def _chunks(self, B):
-        n = numba.get_num_threads() if self.n_threads is None else self.n_threads
-        return max(1, min(n, B))
+    def _threads(self):
+        return numba.get_num_threads() if self.n_threads is None else self.n_threads
 
     def forward(self, x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
         x, w_ih, w_hh, b, h0, c0 = _check_forward_args(x, w_ih, w_hh, b, h0, c0)
-        n_chunks = self._chunks(x.shape[1])
-        with _blas_limit(n_chunks):
-            return self._forward(x, w_ih, w_hh, b, h0, c0, lengths, need_cache, n_chunks)
+        n_threads = self._threads()
+        with _blas_limit(n_threads):
+            return self._forward(x, w_ih, w_hh, b, h0, c0, lengths, need_cache, min(n_threads, x.shape[1]))
 
     def _forward(self, x, w_ih, w_hh, b, h0, c0, lengths, need_cache, n_chunks):
         T, B, I = x.shape
@@ -128,9 +127,9 @@ class NumbaBackend(Backend):
         return y, h, c, cache
 
     def backward(self, dy, dh_n, dc_n, cache):
-        n_chunks = self._chunks(cache["x"].shape[1])
-        with _blas_limit(n_chunks):
-            return self._backward(dy, dh_n, dc_n, cache, n_chunks)
+        n_threads = self._threads()
+        with _blas_limit(n_threads):
+            return self._backward(dy, dh_n, dc_n, cache, min(n_threads, cache["x"].shape[1]))
 
     def _backward(self, dy, dh_n, dc_n, cache, n_chunks):
         x, w_ih, w_hh = cache["x"], cache["w_ih"], cache["w_hh"]
@@ -167,15 +166,18 @@ def make_backend():
 
 
 @contextlib.contextmanager
-def _blas_limit(n_chunks):
-    """With several chunks, BLAS runs on one thread for the whole call: the chunks are the
-    parallelism, and BLAS threads left spinning after a threaded product would take the
-    cores from them (measured: 1.3 ms became 16-28 ms on 2 cores). The limit is global
-    state, so such calls take turns (one lock) and each restores exactly what it found."""
-    if n_chunks == 1:
+def _blas_limit(n_threads):
+    """When the backend may use several threads, BLAS runs on one thread for the whole call:
+    the batch chunks are the parallelism (a batch of one has none: its per-step products
+    are too small for BLAS threads to pay), and BLAS threads left spinning after a threaded
+    product would take the cores from the chunks (measured: 1.3 ms became 16-28 ms on 2
+    cores). The limit is global state, so such calls take turns (one lock) and each
+    restores exactly what it found; nothing changes when BLAS already has one thread."""
+    blas = _blas_controller()
+    if n_threads == 1 or all(lib.num_threads == 1 for lib in blas.lib_controllers):
         yield
         return
-    with _PARALLEL_CALL, _blas_controller().limit(limits=1):
+    with _PARALLEL_CALL, blas.limit(limits=1):
         yield
 
 
