@@ -480,7 +480,7 @@ def test_bad_sequence_targets():
 @pytest.mark.parametrize(
     "params, error, match",
     [
-        (dict(cell="gru"), ValueError, "'cell' parameter of LSTMClassifier must be a str among"),
+        (dict(cell="lstmp"), ValueError, "'cell' parameter of LSTMClassifier must be a str among"),
         (dict(backend="nonexistent"), ValueError, "nonexistent"),
         (dict(dtype="float16"), ValueError, "'dtype' parameter"),
         (dict(hidden_size=0), ValueError, "'hidden_size' parameter"),
