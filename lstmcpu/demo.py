@@ -3,7 +3,10 @@
 "I grew up in France ... I speak fluent ___": the answer depends on something seen long
 before. Here each sequence starts with one of a few symbols, then ``gap`` distractor steps of
 random noise symbols, then a query step; the label is the first symbol. A vanilla RNN's
-gradient fades over the gap; the gated LSTM and GRU carry the symbol across it.
+gradient fades over the gap; the gates of the LSTM and the GRU exist to carry the symbol
+across it. What a short training on a few hundred sequences actually achieves is printed,
+not assumed: with seed 0 the GRU bridges every gap tried, the LSTM up to 20 steps and the
+RNN up to 10.
 
 The demo trains an RNN, an LSTM and a GRU at increasing gaps (data generated from a seed, no
 download), prints the test accuracy of each, times one training epoch on every available
@@ -147,7 +150,7 @@ def add_arguments(parser):
 
 def main(args):
     gaps = QUICK_GAPS if args.quick else GAPS
-    max_epochs = 20 if args.quick else 40
+    max_epochs = 20 if args.quick else 100
     n_train = 400 if args.quick else 800
     print(f"Remember the first of 4 symbols across a gap of distractors (chance: 25%), seed {args.seed}.")
     print(f"RNN, LSTM and GRU with 32 hidden units, Adam, up to {max_epochs} epochs on {n_train} sequences.\n")
@@ -167,4 +170,3 @@ def main(args):
         print('\n(matplotlib is not installed: pip install "lstmcpu[plot]" for the plot)')
     else:
         print(f"\nwrote {args.out}")
-    return results
