@@ -1,11 +1,14 @@
-"""Safe model files: a fitted estimator as one ``.npz`` of plain arrays plus a JSON header.
+"""Safe model files: a fitted estimator (or a layer) as one ``.npz`` of plain arrays plus a
+JSON header.
 
 :func:`save` writes, and :func:`load` reads, a zip archive (NumPy's ``.npz``) whose members
 are numeric or fixed-width string arrays and one ``header`` member: UTF-8 JSON bytes with
 
 - ``format`` (``"lstmcpu-model"``), ``format_version`` (:data:`FORMAT_VERSION`) and the
   ``lstmcpu_version`` that wrote the file;
-- ``class``: ``"LSTMClassifier"`` or ``"LSTMRegressor"``;
+- ``class``: ``"LSTMClassifier"`` or ``"LSTMRegressor"`` (or a layer's ``"LSTM"``,
+  ``"GRU"``, ``"RNN"``, whose file holds its constructor arguments, its training mode and
+  its weights);
 - ``params``: the estimator's ``get_params()`` (a ``Backend`` object is stored by its name,
   a NumPy dtype by its name, a ``RandomState`` by its state arrays);
 - ``attributes``: the fitted scalars and lists (``n_iter_``, ``loss_curve_``, ...).
@@ -23,6 +26,7 @@ still works, but unpickling runs whatever code the file asks for: only unpickle 
 trust.
 """
 
+import inspect
 import io
 import json
 import numbers
@@ -54,17 +58,18 @@ _SCALAR_ATTRIBUTES = {
     "loss_curve_": lambda v: isinstance(v, list) and all(_is_real(x) for x in v),
     "validation_scores_": lambda v: v is None or (isinstance(v, list) and all(_is_real(x) for x in v)),
 }
+_LAYERS = ("LSTM", "GRU", "RNN")
 # Fitted attributes stored as arrays when present.
 _ARRAY_ATTRIBUTES = ("_y_mean", "_y_scale", "_best_flat")
 
 
-def save(estimator, path):
-    """Write a fitted estimator to ``path`` as a safe model file (see the module docstring).
+def save(model, path):
+    """Write a fitted estimator or a layer to ``path`` as a safe model file (see the module
+    docstring).
 
     Parameters
     ----------
-    estimator : LSTMClassifier or LSTMRegressor
-        Fitted.
+    model : LSTMClassifier or LSTMRegressor (fitted), or an LSTM, GRU or RNN layer
     path : str or path-like
         Written as given (``.npz`` is the customary suffix, not added).
 
@@ -85,41 +90,30 @@ def save(estimator, path):
     >>> bool(np.array_equal(load(path).predict(X), reg.predict(X)))
     True
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    if type(estimator).__name__ not in _estimator_classes():
-        raise TypeError(f"save takes a fitted LSTMClassifier or LSTMRegressor, got {type(estimator).__name__}")
-    check_is_fitted(estimator)
+    kind = _model_classes().get(type(model).__name__)
+    if kind is None or not isinstance(model, kind):
+        raise TypeError(
+            f"save takes a fitted LSTMClassifier or LSTMRegressor or an LSTM, GRU or RNN layer, "
+            f"got {type(model).__name__}"
+        )
     arrays = {}
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "lstmcpu_version": __version__,
-        "class": type(estimator).__name__,
-        "params": _params_to_json(estimator.get_params(deep=False), arrays),
-        "attributes": {},
+        "class": type(model).__name__,
     }
-    for name in _SCALAR_ATTRIBUTES:
-        if hasattr(estimator, name):
-            header["attributes"][name] = _json_value(getattr(estimator, name), name)
-    for name in _ARRAY_ATTRIBUTES:
-        if hasattr(estimator, name):
-            arrays[name] = np.asarray(getattr(estimator, name))
-    if hasattr(estimator, "classes_"):
-        arrays["classes_"], header["classes_object"] = _labels_to_array(estimator.classes_)
-    if hasattr(estimator, "feature_names_in_"):
-        arrays["feature_names_in_"] = np.asarray(estimator.feature_names_in_, dtype=str)
-    net = estimator.network_
-    for name, value in net._views.items():
-        arrays[f"weight/{name}"] = value
-    header["optimizer"] = _optimizer_to_arrays(estimator, arrays)
+    if type(model).__name__ in _LAYERS:
+        header.update(_layer_to_file(model, arrays))
+    else:
+        header.update(_estimator_to_file(model, arrays))
     arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     with open(path, "wb") as file:
         np.savez(file, **arrays)
 
 
 def load(path):
-    """Read an estimator written by :func:`save` (or ``estimator.save``), without running code.
+    """Read a model written by :func:`save` (or ``model.save``), without running code.
 
     Parameters
     ----------
@@ -127,8 +121,9 @@ def load(path):
 
     Returns
     -------
-    LSTMClassifier or LSTMRegressor
-        Fitted, predicting exactly as the saved estimator, and able to continue training.
+    LSTMClassifier, LSTMRegressor, LSTM, GRU or RNN
+        An estimator comes back fitted, predicting exactly as the saved one and able to
+        continue training; a layer comes back with its weights and mode.
 
     Raises
     ------
@@ -137,11 +132,42 @@ def load(path):
         object array (a pickle payload), or was written in a newer format version.
     """
     arrays, header = _read(path)
-    classes = _estimator_classes()
+    classes = _model_classes()
     cls = classes.get(header.get("class"))
     if cls is None:
-        raise ValueError(f"{path}: unknown estimator class {header.get('class')!r}; expected one of {sorted(classes)}")
-    params = _params_from_json(header.get("params"), arrays, cls, path)
+        raise ValueError(f"{path}: unknown model class {header.get('class')!r}; expected one of {sorted(classes)}")
+    if cls.__name__ in _LAYERS:
+        return _layer_from_file(cls, header, arrays, path)
+    return _estimator_from_file(cls, header, arrays, path)
+
+
+# ---------------------------------------------------------------------- estimators
+
+
+def _estimator_to_file(estimator, arrays):
+    """The header fields of a fitted estimator; its arrays go into ``arrays``."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator)
+    fields = {"params": _params_to_json(estimator.get_params(deep=False), arrays), "attributes": {}}
+    for name in _SCALAR_ATTRIBUTES:
+        if hasattr(estimator, name):
+            fields["attributes"][name] = _json_value(getattr(estimator, name), name)
+    for name in _ARRAY_ATTRIBUTES:
+        if hasattr(estimator, name):
+            arrays[name] = np.asarray(getattr(estimator, name))
+    if hasattr(estimator, "classes_"):
+        arrays["classes_"], fields["classes_object"] = _labels_to_array(estimator.classes_)
+    if hasattr(estimator, "feature_names_in_"):
+        arrays["feature_names_in_"] = np.asarray(estimator.feature_names_in_, dtype=str)
+    for name, value in estimator.network_._views.items():
+        arrays[f"weight/{name}"] = value
+    fields["optimizer"] = _optimizer_to_arrays(estimator, arrays)
+    return fields
+
+
+def _estimator_from_file(cls, header, arrays, path):
+    params = _params_from_json(header.get("params"), arrays, set(cls().get_params(deep=False)), cls, path)
     estimator = cls(**params)
     estimator._validate_params()
     attributes = header.get("attributes")
@@ -164,6 +190,36 @@ def load(path):
     estimator._architecture = estimator._architecture_params()
     _optimizer_from_arrays(estimator, header.get("optimizer"), arrays, path)
     return estimator
+
+
+# ---------------------------------------------------------------------- layers
+
+
+def _layer_to_file(layer, arrays):
+    """The header fields of a layer (its constructor arguments, mode); weights into ``arrays``."""
+    params = {name: getattr(layer, name) for name in _layer_arguments(type(layer))}
+    for name, value in layer.params.items():
+        arrays[f"weight/{name}"] = value
+    return {"params": _params_to_json(params, arrays), "training": layer.training}
+
+
+def _layer_from_file(cls, header, arrays, path):
+    params = _params_from_json(header.get("params"), arrays, _layer_arguments(cls), cls, path)
+    try:
+        layer = cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: invalid {cls.__name__} parameters ({exc})") from exc
+    weights = {name[len("weight/") :]: value for name, value in arrays.items() if name.startswith("weight/")}
+    try:
+        layer.load_state_dict(weights)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the weights do not fit a {layer!r}: {exc}") from exc
+    return layer.train(header.get("training") is True)
+
+
+def _layer_arguments(cls):
+    """Constructor arguments a layer keeps as attributes (all but the consumed random_state)."""
+    return [name for name in inspect.signature(cls).parameters if name != "random_state"]
 
 
 # ---------------------------------------------------------------------- reading
@@ -273,11 +329,11 @@ def _params_to_json(params, arrays):
     return out
 
 
-def _params_from_json(params, arrays, cls, path):
+def _params_from_json(params, arrays, known, cls, path):
+    """The constructor arguments of ``cls`` stored in the header, checked to be ``known``."""
     if not isinstance(params, dict):
         raise ValueError(f"{path}: the header's params must be a JSON object")
-    known = set(cls().get_params(deep=False))
-    unknown = sorted(set(params) - known)
+    unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValueError(f"{path}: unknown parameters {unknown} for {cls.__name__}; expected some of {sorted(known)}")
     params = dict(params)
@@ -372,7 +428,9 @@ def _is_real(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _estimator_classes():
+def _model_classes():
+    """The classes a model file may name: nothing else is ever instantiated."""
     from .estimators import LSTMClassifier, LSTMRegressor
+    from .layers import GRU, LSTM, RNN
 
-    return {"LSTMClassifier": LSTMClassifier, "LSTMRegressor": LSTMRegressor}
+    return {"LSTMClassifier": LSTMClassifier, "LSTMRegressor": LSTMRegressor, "LSTM": LSTM, "GRU": GRU, "RNN": RNN}

@@ -102,6 +102,13 @@ def test_estimator_without_sequence_lens_and_float64(tmp_path):
     np.testing.assert_allclose(got, reg.predict(X), rtol=1e-4, atol=1e-4)  # float32 graph
 
 
+def test_model_fitted_on_a_table_takes_one_feature_per_step():
+    X = np.random.default_rng(2).standard_normal((10, 6))
+    clf = fit(lstmcpu.LSTMClassifier(hidden_size=3, max_iter=2, random_state=0), X, (X.sum(1) > 0).astype(int) + 3)
+    got = run(to_onnx(clf, lengths=False), {"input": X[:, :, None].astype(np.float32)})
+    np.testing.assert_allclose(got, clf.predict_proba(X), atol=1e-5)
+
+
 def test_estimator_export_refuses_projection_and_unfitted():
     X, y, _, _ = variable_length_data()
     reg = fit(lstmcpu.LSTMRegressor(hidden_size=4, proj_size=2, max_iter=1, random_state=0), X, y)

@@ -139,8 +139,44 @@ def test_unfitted_or_foreign_objects_are_refused(tmp_path):
 
     with pytest.raises(NotFittedError):
         lstmcpu.LSTMRegressor().save(tmp_path / "m.npz")
-    with pytest.raises(TypeError, match="LSTMClassifier or LSTMRegressor, got LSTM"):
-        persistence.save(lstmcpu.LSTM(2, 3), tmp_path / "m.npz")
+    with pytest.raises(TypeError, match="LSTM, GRU or RNN layer, got dict"):
+        persistence.save({}, tmp_path / "m.npz")
+
+
+LAYERS = {
+    "lstm-peephole-coupled-stacked": lambda: lstmcpu.LSTM(3, 4, num_layers=2, peephole=True, coupled=True),
+    "lstm-proj-bidirectional-batch-first": lambda: lstmcpu.LSTM(3, 5, proj_size=2, bidirectional=True,
+                                                                batch_first=True, dtype=np.float64),  # fmt: skip
+    "lstm-no-bias": lambda: lstmcpu.LSTM(3, 4, bias=False, backend=lstmcpu.get_backend("numpy")),
+    "gru-bidirectional": lambda: lstmcpu.GRU(3, 4, bidirectional=True, dropout=0.2, num_layers=2),
+    "rnn-relu": lambda: lstmcpu.RNN(3, 4, nonlinearity="relu", dtype=np.float64),
+}
+
+
+@pytest.mark.parametrize("layer_id", list(LAYERS))
+def test_layer_round_trip(layer_id, tmp_path):
+    layer = LAYERS[layer_id]().eval()
+    layer.save(tmp_path / "layer.npz")
+    loaded = lstmcpu.load(tmp_path / "layer.npz")
+    assert repr(loaded) == repr(layer) and loaded.training is False and loaded.dtype == layer.dtype
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    out, states = layer(x)
+    got, got_states = loaded(x)
+    np.testing.assert_array_equal(got, out)
+    if not isinstance(states, tuple):  # GRU and RNN return h_n alone
+        got_states, states = (got_states,), (states,)
+    for got_state, state in zip(got_states, states, strict=True):
+        np.testing.assert_array_equal(got_state, state)
+
+
+def test_layer_file_with_foreign_weights_is_refused(tmp_path):
+    lstmcpu.GRU(3, 4).save(tmp_path / "layer.npz")
+    rewrite(tmp_path / "layer.npz", lambda arrays: arrays.update({"weight/weight_ci_l0": np.zeros(4, np.float32)}))
+    with pytest.raises(ValueError, match="weights do not fit a GRU"):
+        lstmcpu.load(tmp_path / "layer.npz")
+    rewrite(tmp_path / "layer.npz", lambda arrays: set_header(arrays, params={"input_size": 3, "hidden_size": -1}))
+    with pytest.raises(ValueError, match="invalid GRU parameters"):
+        lstmcpu.load(tmp_path / "layer.npz")
 
 
 # ---------------------------------------------------------------------- malicious / broken files
@@ -231,7 +267,7 @@ def test_files_that_are_not_lstmcpu_models_are_refused(tmp_path, saved):
 
 def test_unknown_class_parameters_and_wrong_shapes_are_refused(saved):
     rewrite(saved, lambda arrays: set_header(arrays, **{"class": "os.system"}))
-    with pytest.raises(ValueError, match="unknown estimator class 'os.system'"):
+    with pytest.raises(ValueError, match="unknown model class 'os.system'"):
         lstmcpu.load(saved)
     rewrite(saved, lambda arrays: set_header(arrays, **{"class": "LSTMClassifier", "params": {"evil": 1}}))
     with pytest.raises(ValueError, match=r"unknown parameters \['evil'\]"):
