@@ -290,15 +290,25 @@ def _network(estimator, arrays, path):
     """The estimator's network, built from its parameters, with the file's weights."""
     from ._network import SequenceNetwork
     from ._validation import check_float_dtype
+    from .backend import BackendUnavailableError
 
     if "weight/head.bias" not in arrays or not hasattr(estimator, "_n_step_features"):
         raise ValueError(f"{path}: the network's weights or its input size are missing")
-    net = SequenceNetwork(
-        estimator.cell, estimator._n_step_features, estimator.hidden_size, estimator.num_layers,
-        estimator.bidirectional, estimator.dropout, check_float_dtype(estimator.dtype), estimator.backend,
-        arrays["weight/head.bias"].shape[0], estimator.output, np.random.RandomState(0),
-        estimator._cell_options(),
-    )  # fmt: skip
+
+    def build(backend):
+        return SequenceNetwork(
+            estimator.cell, estimator._n_step_features, estimator.hidden_size, estimator.num_layers,
+            estimator.bidirectional, estimator.dropout, check_float_dtype(estimator.dtype), backend,
+            arrays["weight/head.bias"].shape[0], estimator.output, np.random.RandomState(0),
+            estimator._cell_options(),
+        )  # fmt: skip
+
+    try:
+        net = build(estimator.backend)
+    except (BackendUnavailableError, ValueError):
+        # The saving machine's backend is missing here: the weights load all the same, and
+        # predict names the missing backend until ``set_params(backend=...)`` picks another.
+        net = build("auto")
     expected = {f"weight/{name}" for name in net._views}
     extra = sorted(name for name in arrays if name.startswith("weight/") and name not in expected)
     if extra:

@@ -126,6 +126,18 @@ def test_integer_labels_and_backend_object_are_stored(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
 
 
+def test_model_of_a_backend_missing_here_loads_and_names_it(tmp_path):
+    X, y = data("regressor", "last")
+    reg = quiet_fit(make("regressor"), X, y)
+    reg.save(tmp_path / "m.npz")
+    rewrite(tmp_path / "m.npz", lambda arrays: set_header(arrays, params={**reg.get_params(), "backend": "gone"}))
+    loaded = lstmcpu.load(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match="gone"):
+        loaded.predict(X)
+    expected = reg.set_params(backend="numpy").predict(X)
+    np.testing.assert_array_equal(loaded.set_params(backend="numpy").predict(X), expected)
+
+
 def test_labels_without_a_safe_representation_are_refused(tmp_path):
     X, _ = data("classifier", "last")
     clf = quiet_fit(make("classifier"), X, np.arange(14) % 2)
