@@ -247,9 +247,12 @@ def _read(path):
                 "model files hold only numeric and string arrays, so the file was not loaded"
             ) from exc
         raise ValueError(f"{path} is truncated or corrupt: {exc}") from exc
-    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError) as exc:
-        raise ValueError(f"{path} is truncated or corrupt: {exc}") from exc
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError, MemoryError) as exc:
+        # (MemoryError: a member whose header declares an impossibly large shape.)
+        raise ValueError(f"{path} is truncated or corrupt: {exc!r}") from exc
     for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{path}: member {name!r} is not a .npy array; an lstmcpu model file holds only arrays")
         if value.dtype.kind not in "biufU":
             raise ValueError(f"{path}: array {name!r} has dtype {value.dtype}; expected numeric or string arrays")
     if "header" not in arrays or arrays["header"].dtype != np.uint8:

@@ -259,6 +259,26 @@ def test_corrupted_member_is_refused(saved):
         lstmcpu.load(saved)
 
 
+def test_a_member_that_is_not_an_array_is_refused(saved):
+    with zipfile.ZipFile(saved, "a") as archive:
+        archive.writestr("payload.pkl", pickle.dumps(Payload()))
+    with pytest.raises(ValueError, match="member 'payload.pkl' is not a .npy array"):
+        lstmcpu.load(saved)
+    assert Payload.ran == []
+
+
+def test_an_array_header_declaring_a_huge_shape_is_refused(saved):
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(2))
+    big = f"({10**15},)".encode()
+    # The same header length: the longer shape eats into the space padding.
+    forged = buffer.getvalue().replace(b"(2,)", big, 1).replace(b" " * (len(big) - 4) + b"\n", b"\n", 1)
+    with zipfile.ZipFile(saved, "a") as archive:
+        archive.writestr("huge.npy", forged)
+    with pytest.raises(ValueError, match="truncated or corrupt: MemoryError"):
+        lstmcpu.load(saved)
+
+
 def test_newer_format_version_is_refused(saved):
     rewrite(saved, lambda arrays: set_header(arrays, format_version=persistence.FORMAT_VERSION + 1))
     with pytest.raises(ValueError, match="format version 2, .* reads versions up to 1: upgrade lstmcpu"):
