@@ -36,7 +36,10 @@ predictions     (B, K) or (B, T, K)   regressor: :meth:`predict` in the units of
 =============== ===================== =====================================================
 
 The shapes with ``T`` are those of ``output="sequence"``; steps past a sequence's length
-hold values of no meaning (the recurrent output there is zero).
+hold values of no meaning (the recurrent output there is zero). After the recurrent
+operators come the dense head (``Gemm``; ``MatMul`` + ``Add`` at every step with
+``output="sequence"``) and ``Softmax`` (classifier) or ``Mul`` + ``Add`` undoing the
+regressor's target standardization.
 """
 
 import numpy as np
@@ -71,7 +74,7 @@ def to_onnx(model, lengths=None):
     >>> import numpy as np
     >>> import lstmcpu
     >>> X = np.random.default_rng(0).standard_normal((20, 5, 2))
-    >>> clf = lstmcpu.LSTMClassifier(hidden_size=4, max_iter=3, tol=1.0, random_state=0)
+    >>> clf = lstmcpu.LSTMClassifier(hidden_size=4, max_iter=3, random_state=0)
     >>> clf = clf.fit(X, X[:, :, 0].sum(axis=1) > 0)
     >>> model = to_onnx(clf)
     >>> [i.name for i in model.graph.input], [o.name for o in model.graph.output]
@@ -159,14 +162,18 @@ def _estimator_to_onnx(estimator, lengths):
         graph.constant("merge_last", np.array([0, -1], np.int64))
         features = graph.add("Reshape", [top, "merge_last"], ["features"])
         out_shape = ["B", K]
+        # logits = features @ head_weight.T + head_bias
+        graph.constant("head_weight", net.head_weight)
+        graph.constant("head_bias", net.head_bias)
+        logits = graph.add("Gemm", [features, "head_weight", "head_bias"], ["logits"], transB=1)
     else:
         features = graph.transpose(seq, "features")
         out_shape = ["B", "T", K]
-    # logits = features @ head_weight.T + head_bias
-    graph.constant("head_weight_t", net.head_weight.T)
-    graph.constant("head_bias", net.head_bias)
-    product = graph.add("MatMul", [features, "head_weight_t"], ["head_product"])
-    logits = graph.add("Add", [product, "head_bias"], ["logits"])
+        # The same at every step of (B, T, D * H) features; Gemm takes only matrices.
+        graph.constant("head_weight_t", net.head_weight.T)
+        graph.constant("head_bias", net.head_bias)
+        product = graph.add("MatMul", [features, "head_weight_t"], ["head_product"])
+        logits = graph.add("Add", [product, "head_bias"], ["logits"])
     if isinstance(estimator, LSTMClassifier):
         graph.add("Softmax", [logits], ["probabilities"], axis=-1)
         graph.output("probabilities", out_shape)

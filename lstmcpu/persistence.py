@@ -83,7 +83,7 @@ def save(model, path):
     --------
     >>> import numpy as np, lstmcpu, tempfile, os
     >>> X = np.random.default_rng(0).standard_normal((20, 4, 1))
-    >>> reg = lstmcpu.LSTMRegressor(hidden_size=3, max_iter=2, tol=1.0, random_state=0)
+    >>> reg = lstmcpu.LSTMRegressor(hidden_size=3, max_iter=2, random_state=0)
     >>> reg = reg.fit(X, X[:, :, 0].sum(axis=1))
     >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
     >>> save(reg, path)
