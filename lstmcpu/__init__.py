@@ -8,6 +8,7 @@ from ._version import __version__
 from .backend import Backend, BackendUnavailableError
 from .estimators import LSTMClassifier, LSTMRegressor
 from .layers import GRU, LSTM, RNN
+from .persistence import load
 from .registry import available_backends, get_backend, register_backend, unavailable_backends
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "__version__",
     "available_backends",
     "get_backend",
+    "load",
     "register_backend",
     "unavailable_backends",
 ]

@@ -515,6 +515,23 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         valid = np.arange(seqs.X.shape[1]) < seqs.step_lengths()[:, None]
         return metric(y[valid], pred[valid])
 
+    def save(self, path):
+        """Write the fitted estimator to ``path`` as a safe model file; read it back with
+        :func:`lstmcpu.load`.
+
+        The file is an ``.npz`` archive of plain arrays and a JSON header, which loads
+        without running any code from it (see :mod:`lstmcpu.persistence`). Pickling the
+        estimator also works, but unpickling runs whatever code the file asks for: never
+        unpickle a file you do not trust.
+
+        Parameters
+        ----------
+        path : str or path-like
+        """
+        from .persistence import save
+
+        save(self, path)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
@@ -612,6 +629,11 @@ class LSTMClassifier(ClassifierMixin, _BaseLSTM):
     ``fit``, ``predict`` and ``predict_stream`` run BLAS on one thread: each recurrent step
     multiplies small matrices, where BLAS threads only add synchronisation (on a busy machine
     they slow training down many times). The user's setting is restored afterwards.
+
+    Save a fitted estimator with :meth:`save` and read it with :func:`lstmcpu.load`: the file
+    holds only arrays and JSON and loads without running code. Pickle works too, but loading
+    a pickle runs whatever code it contains: only unpickle files you trust. Export to ONNX
+    with :func:`lstmcpu.onnx.export`.
 
     Examples
     --------
