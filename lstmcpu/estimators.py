@@ -284,24 +284,37 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             range(n_epochs), desc=type(self).__name__, unit="epoch", disable=not self.verbose,
             leave=bool(self.verbose),
         )  # fmt: skip
-        converged = False
+        converged = interrupted = False
         # Overflow is detected and reported by _train_step, not by NumPy warnings.
         with progress, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for _ in progress:
-                order = rng.permutation(n)
-                total = 0.0
-                for start in range(0, n, batch_size):
-                    idx = order[start : start + batch_size]
-                    loss = self._train_step(net, opt, X_tm, lengths, targets, idx, backend, last_finite)
-                    total += loss * len(idx)
-                self.n_iter_ += 1
-                self.loss_curve_.append(total / n)
-                converged = self._end_epoch(val, backend, progress)
-                if converged:
-                    break
-        if self.early_stopping:
+            try:
+                for _ in progress:
+                    order = rng.permutation(n)
+                    total = 0.0
+                    for start in range(0, n, batch_size):
+                        idx = order[start : start + batch_size]
+                        loss = self._train_step(net, opt, X_tm, lengths, targets, idx, backend, last_finite)
+                        total += loss * len(idx)
+                    self.n_iter_ += 1
+                    self.loss_curve_.append(total / n)
+                    converged = self._end_epoch(val, backend, progress)
+                    if converged:
+                        break
+            except KeyboardInterrupt:
+                # Ctrl-C: the minibatch it cut short left the weights as they were before it
+                # (_train_step sees to that), so return a usable estimator, as Keras and skorch do.
+                interrupted = True
+        if self.early_stopping and np.isfinite(self.best_validation_score_):
             net.flat[...] = self._best_flat
-        if not incremental and not converged:
+        if interrupted:
+            kept = "the best weights so far" if self.early_stopping else "the weights before that minibatch"
+            warnings.warn(
+                f"{type(self).__name__}: fit interrupted (KeyboardInterrupt) after {self.n_iter_} "
+                f"complete epoch(s); the estimator keeps {kept}",
+                UserWarning,
+                stacklevel=5,
+            )
+        elif not incremental and not converged:
             warnings.warn(
                 f"{type(self).__name__}: maximum number of epochs (max_iter={self.max_iter}) "
                 "reached and the optimization hasn't converged yet; increase max_iter or "
@@ -327,7 +340,11 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             self._stop_on_non_finite(loss, net, last_finite)
         np.copyto(last_finite, net.flat)
         clip_by_global_norm(grad, self.clip_norm, sq_norm)
-        opt.step(grad)
+        try:
+            opt.step(grad)
+        except KeyboardInterrupt:
+            net.flat[...] = last_finite  # no half-updated weights
+            raise
         return loss
 
     def _stop_on_non_finite(self, loss, net, last_finite):
