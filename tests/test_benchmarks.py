@@ -68,16 +68,16 @@ def cached(cls):
 def test_benchmark_runs(cls, method, params):
     benchmark = cls()
     args = (cached(cls),) if hasattr(cls, "setup_cache") else ()
+    teardown = getattr(benchmark, "teardown", lambda *args: None)
     try:
         benchmark.setup(*args, *params)
     except NotImplementedError as exc:
-        benchmark.teardown(*args, *params)  # asv tears down after a skip too
+        teardown(*args, *params)  # asv tears down after a skip too
         pytest.skip(f"asv skips it: {exc}")
     try:
         result = getattr(benchmark, method)(*args, *params)
     finally:
-        if hasattr(benchmark, "teardown"):
-            benchmark.teardown(*args, *params)
+        teardown(*args, *params)
     if method.startswith("track_"):
         assert isinstance(result, float) and math.isfinite(result) and result >= 0, result
 
