@@ -1,0 +1,213 @@
+"""Behaviour specific to the Cython backend: registration, argument checks at the kernel
+entry, the GIL released during the loops, extreme inputs, and every code path vs the oracle.
+
+The contract itself (oracle, lengths, edge shapes) is covered for every backend by
+test_kernel_contract.py and test_torch_parity.py.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+import lstmcpu
+from lstmcpu.backends.numpy_backend import NumpyBackend
+
+from _lstm_helpers import random_problem, upstream_grads
+
+cython_backend = pytest.importorskip(
+    "lstmcpu.backends.cython", reason="the Cython extension is not built", exc_type=ImportError
+)
+
+ORACLE = NumpyBackend()
+ARGS = ["x", "w_ih", "w_hh", "b", "h0", "c0"]
+
+
+@pytest.fixture
+def backend():
+    return lstmcpu.get_backend("cython")
+
+
+def forward(backend, p, need_cache=True):
+    return backend.forward(*(p[k] for k in ARGS), p["lengths"], need_cache=need_cache)
+
+
+def as64(p):
+    return {k: (v.astype(np.float64) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v) for k, v in p.items()}
+
+
+def test_registry_lists_it_and_auto_picks_it(monkeypatch):
+    monkeypatch.delenv(lstmcpu.registry.ENV_VAR, raising=False)
+    assert "cython" in lstmcpu.available_backends()
+    assert lstmcpu.get_backend("auto").name == "cython"
+    assert lstmcpu.get_backend("auto", dtype=np.float64).name == "cython"
+
+
+# ---------------------------------------------------------------- checks at the kernel entry
+
+
+def test_valid_problem_runs(backend):
+    y, h_n, c_n, cache = forward(backend, random_problem(3, 2, 4, 5, np.float32))
+    assert y.shape == (3, 2, 5) and cache is not None
+
+
+@pytest.mark.parametrize(
+    "name, bad, error, match",
+    [
+        ("x", np.zeros((3, 2), np.float32), ValueError, "x must be a 3-D"),
+        ("x", np.zeros((3, 2, 4), np.int64), TypeError, "float32 or float64"),
+        ("x", np.zeros((0, 2, 4), np.float32), ValueError, "at least 1"),
+        ("w_hh", np.zeros((20, 4), np.float32), ValueError, r"w_hh must be a 2-D ndarray of shape \(4H, H\)"),
+        ("w_ih", np.zeros((20, 3), np.float32), ValueError, r"w_ih must have shape \(20, 4\)"),
+        ("w_ih", np.zeros((20, 4), np.float64), TypeError, "w_ih must have dtype float32"),
+        ("w_ih", [[0.0] * 4] * 20, TypeError, "w_ih must be a numpy.ndarray"),
+        ("b", np.zeros(21, np.float32), ValueError, r"b must have shape \(20,\)"),
+        ("h0", np.zeros((3, 5), np.float32), ValueError, r"h0 must have shape \(2, 5\)"),
+        ("c0", np.zeros((5, 2), np.float32).T, ValueError, "c0 must be C-contiguous"),
+        ("w_hh", np.zeros((5, 20), np.float32).T, ValueError, "w_hh must be C-contiguous"),
+        ("lengths", np.array([3, 4]), ValueError, r"lengths must lie in \[1, 3\]"),
+        ("lengths", np.array([3, 0]), ValueError, r"lengths must lie in \[1, 3\]"),
+        ("lengths", np.array([3]), ValueError, r"lengths must have shape \(2,\)"),
+        ("lengths", np.array([3.0, 1.0]), TypeError, "lengths must be an integer array"),
+    ],
+)
+def test_forward_rejects_inconsistent_arguments(backend, name, bad, error, match):
+    p = random_problem(3, 2, 4, 5, np.float32)
+    p[name] = bad
+    with pytest.raises(error, match=match):
+        forward(backend, p)
+
+
+def test_backward_rejects_inconsistent_arguments(backend):
+    p = random_problem(3, 2, 4, 5, np.float64)
+    _, _, _, cache = forward(backend, p)
+    dy, dh_n, dc_n = upstream_grads(3, 2, 5, np.float64)
+    with pytest.raises(ValueError, match=r"dy must have shape \(3, 2, 5\)"):
+        backend.backward(dy[:2].copy(), dh_n, dc_n, cache)
+    with pytest.raises(TypeError, match="dh_n must have dtype float64"):
+        backend.backward(dy, dh_n.astype(np.float32), dc_n, cache)
+    with pytest.raises(ValueError, match="dc_n must be C-contiguous"):
+        backend.backward(dy, dh_n, np.asfortranarray(dc_n), cache)
+    with pytest.raises(TypeError, match="cache must be the one returned"):
+        backend.backward(dy, dh_n, dc_n, {"x": p["x"]})
+    with pytest.raises(TypeError, match="cache must be the one returned"):
+        backend.backward(dy, dh_n, dc_n, None)
+
+
+def test_cache_cannot_be_tampered_with(backend):
+    _, _, _, cache = forward(backend, random_problem(3, 2, 4, 5, np.float32))
+    with pytest.raises(AttributeError):
+        cache.gates = np.zeros((1, 1, 1), np.float32)
+
+
+# ---------------------------------------------------------------- GIL and extreme inputs
+
+
+def test_threads_running_concurrently_match_serial_results(backend):
+    """The loops run without the GIL: concurrent calls must not share any workspace."""
+    problems = [random_problem(20, 3, 8, 16, np.float32, seed=s, lengths=s % 2 == 1) for s in range(4)]
+    grads = [upstream_grads(20, 3, 16, np.float32, seed=s) for s in range(4)]
+
+    def run(k):
+        y, h_n, c_n, cache = forward(backend, problems[k])
+        return (y, h_n, c_n) + backend.backward(*grads[k], cache)
+
+    serial = [run(k) for k in range(4)]
+    results = [[None] * 4 for _ in range(4)]
+
+    def worker(k):
+        for repeat in range(4):
+            results[k][repeat] = run(k)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        for repeat in range(4):
+            for got, ref in zip(results[k][repeat], serial[k]):
+                np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e6, 1e30])
+def test_huge_pre_activations_stay_finite_and_saturate(backend, dtype, scale):
+    p = random_problem(4, 3, 5, 6, dtype)
+    p["x"] = p["x"] * dtype(scale)
+    y, h_n, c_n, cache = forward(backend, p)
+    grads = backend.backward(*upstream_grads(4, 3, 6, dtype), cache)
+    assert np.isfinite(y).all() and np.isfinite(h_n).all() and np.isfinite(c_n).all()
+    assert all(np.isfinite(g).all() for g in grads)
+    ref = forward(ORACLE, as64(p))
+    np.testing.assert_allclose(y, ref[0], rtol=1e-5, atol=1e-6)
+
+
+def test_gate_functions_are_accurate_to_rounding(backend, dtype):
+    """One step from zero state: c = sigmoid(a) * tanh(a'), h = sigmoid(.) * tanh(c).
+
+    With w_hh = 0, b = 0 and identity-like input weights, the gates see exactly the inputs,
+    so the outputs test sigmoid and tanh over a wide range of arguments (tiny, ordinary,
+    saturated) against float64 NumPy to within 2 units in the last place.
+    """
+    args = np.concatenate([np.geomspace(1e-30, 90, 300), -np.geomspace(1e-30, 90, 300), [0.0]])
+    H = args.size
+    x = args.astype(dtype).reshape(1, 1, H)
+    w_ih = np.zeros((4 * H, H), dtype)
+    w_ih[np.arange(4 * H), np.tile(np.arange(H), 4)] = 1  # every gate sees x
+    zeros = np.zeros((1, H), dtype)
+    y, _, c_n, cache = backend.forward(x, w_ih, np.zeros((4 * H, H), dtype), np.zeros(4 * H, dtype),
+                                       zeros, zeros)  # fmt: skip
+    a = x[0, 0].astype(np.float64)
+    sig = 1 / (1 + np.exp(-a))
+    gates = cache.gates[0, 0]
+    ulp = np.finfo(dtype).eps
+    for got, want in [(gates[:H], sig), (gates[2 * H : 3 * H], np.tanh(a)), (cache.tanh_c[0, 0], np.tanh(c_n[0].astype(np.float64)))]:
+        np.testing.assert_allclose(got, want.astype(dtype), rtol=2 * ulp, atol=0)
+
+
+# ---------------------------------------------------------------- code paths vs the oracle
+
+
+# Batches of at most 4 take the small-batch kernels of lstm_recurrent.h, larger ones BLAS.
+# The hidden sizes exercise the vector main loops and their scalar tails (H % 8, H % 32).
+@pytest.mark.parametrize(
+    "B, H", [(1, 256), (2, 256), (3, 45), (4, 100), (1, 67), (5, 256), (33, 256)], ids=str
+)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_larger_shapes_match_oracle(backend, dtype, tol, B, H, with_lengths):
+    T, I = 12, 40
+    p = random_problem(T, B, I, H, dtype, seed=B, lengths=with_lengths)
+    p["w_hh"] *= dtype(0.2)  # keep the recurrence from saturating so the test is sensitive
+    y, h_n, c_n, cache = forward(backend, p)
+    ref = forward(ORACLE, as64(p))
+    for got, want in zip((y, h_n, c_n), ref[:3]):
+        np.testing.assert_allclose(got, want, **tol)
+    dy, dh_n, dc_n = upstream_grads(T, B, H, dtype, seed=B)
+    grads = backend.backward(dy, dh_n, dc_n, cache)
+    ref_grads = ORACLE.backward(dy.astype(np.float64), dh_n.astype(np.float64), dc_n.astype(np.float64), ref[3])
+    for name, got, want in zip(["dx", "dw_ih", "dw_hh", "db", "dh0", "dc0"], grads, ref_grads):
+        np.testing.assert_allclose(got, want, rtol=tol["rtol"] * 10, atol=tol["atol"] * T * B, err_msg=name)
+
+
+@pytest.mark.parametrize("B", [1, 3, 33])
+def test_inference_mode_matches_training_mode_at_larger_shapes(backend, dtype, B):
+    p = random_problem(9, B, 7, 40, dtype, seed=B, lengths=B > 1)
+    inference = forward(backend, p, need_cache=False)
+    training = forward(backend, p, need_cache=True)
+    for a, b in zip(inference[:3], training[:3]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("T, B", [(70, 33), (300, 5), (300, 4)], ids=str)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_inference_in_input_chunks_matches_oracle(backend, dtype, tol, T, B, with_lengths):
+    """Inference projects the input a chunk of steps at a time (INPUT_CHUNK_ROWS rows):
+    these shapes span several chunks, the last one partial."""
+    from lstmcpu.backends.cython import _lstm
+
+    assert T * B > _lstm.INPUT_CHUNK_ROWS and (T * B) % _lstm.INPUT_CHUNK_ROWS
+    p = random_problem(T, B, 6, 9, dtype, seed=T, lengths=with_lengths)
+    got = forward(backend, p, need_cache=False)
+    ref = forward(ORACLE, as64(p), need_cache=False)
+    for a, b in zip(got[:3], ref[:3]):
+        np.testing.assert_allclose(a, b, **tol)

@@ -1,0 +1,217 @@
+"""Numba-specific behaviour: both recurrent-product routes, thread-count independence, the
+pure-Python mode (NUMBA_DISABLE_JIT=1), the activations and the error without numba.
+
+The backend-parametrized contract and parity tests cover numba too (see conftest.py)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import lstmcpu
+from lstmcpu import registry
+from lstmcpu.backends.numpy_backend import NumpyBackend
+
+from _lstm_helpers import random_problem, upstream_grads
+
+numba = pytest.importorskip("numba")
+nb = pytest.importorskip("lstmcpu.backends.numba_backend")
+
+ORACLE = NumpyBackend()
+TOL = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
+GRAD_NAMES = ["dx", "dw_ih", "dw_hh", "db", "dh0", "dc0"]
+
+
+def forward_backward(backend, p, dtype):
+    y, h_n, c_n, cache = backend.forward(p["x"], p["w_ih"], p["w_hh"], p["b"], p["h0"], p["c0"], p["lengths"])
+    T, B, _ = p["x"].shape
+    grads = backend.backward(*upstream_grads(T, B, p["w_hh"].shape[1], dtype), cache)
+    return (y, h_n, c_n, *grads)
+
+
+def assert_matches_oracle(got, p, dtype):
+    p64 = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v) for k, v in p.items()}
+    ref = forward_backward(ORACLE, p64, np.float64)
+    T, B = p["x"].shape[:2]
+    tol = TOL[dtype]
+    for name, a, r in zip(["y", "h_n", "c_n"] + GRAD_NAMES, got, ref):
+        assert a.dtype == np.dtype(dtype), name
+        np.testing.assert_allclose(a, r, rtol=tol["rtol"], atol=tol["atol"] * T * B, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("route", ["hand", "blas"])
+@pytest.mark.parametrize("shape", [(6, 1, 5, 7), (5, 3, 4, 6), (4, 2, 3, 9), (3, 21, 6, 5)], ids=str)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_both_product_routes_match_the_oracle(monkeypatch, dtype, route, shape, with_lengths):
+    # SMALL_BATCH decides the route: 0 sends every batch but 1 to BLAS, a huge value none.
+    monkeypatch.setattr(nb, "SMALL_BATCH", 10**9 if route == "hand" else 0)
+    T, B, I, H = shape
+    assert nb.use_blas(B, backward=True) == (route == "blas")
+    p = random_problem(T, B, I, H, dtype, seed=5, lengths=with_lengths and B > 1)
+    assert_matches_oracle(forward_backward(nb.NumbaBackend(), p, dtype), p, dtype)
+
+
+def test_default_crossover_sends_small_chunks_by_hand_and_large_ones_to_blas():
+    small = nb.SMALL_BATCH
+    assert not nb.use_blas(2, backward=False) and not nb.use_blas(small, backward=False)
+    assert nb.use_blas(small + 1, backward=False) and nb.use_blas(small + 1, backward=True)
+    # The route follows the rows per chunk (one chunk per thread).
+    assert not nb.use_blas(2 * small, 2, backward=False) and nb.use_blas(2 * small + 1, 2, backward=True)
+    # Batch 1 forward: BLAS's matrix-vector product, which needs no transposed weights.
+    assert nb.use_blas(1, backward=False) and not nb.use_blas(1, backward=True)
+
+
+@pytest.mark.parametrize("route", ["hand", "blas"])
+def test_saturated_gates_stay_finite_on_both_routes(monkeypatch, route):
+    monkeypatch.setattr(nb, "SMALL_BATCH", 10**9 if route == "hand" else 0)
+    p = random_problem(4, 3, 3, 5, np.float32, lengths=True)
+    p["x"] *= np.float32(1e6)
+    got = forward_backward(nb.NumbaBackend(), p, np.float32)
+    assert all(np.isfinite(a).all() for a in got)
+
+
+def test_result_does_not_depend_on_the_number_of_threads(monkeypatch):
+    """The batch is cut into one chunk per thread. On the hand route every row is computed by
+    the same instructions whatever the chunking, so the results are identical; on the BLAS
+    route the library may round differently for other matrix sizes."""
+    p = random_problem(7, 11, 4, 6, np.float32, seed=2, lengths=True)
+    results = [forward_backward(nb.NumbaBackend(n_threads=n), p, np.float32) for n in (1, 2, 3, 11)]
+    for other in results[1:]:
+        for name, a, b in zip(["y", "h_n", "c_n"] + GRAD_NAMES, results[0], other):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    monkeypatch.setattr(nb, "SMALL_BATCH", 0)
+    results = [forward_backward(nb.NumbaBackend(n_threads=n), p, np.float32) for n in (1, 2, 3)]
+    for other in results[1:]:
+        for name, a, b in zip(["y", "h_n", "c_n"] + GRAD_NAMES, results[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_default_threads_follow_numba_set_num_threads():
+    backend = nb.NumbaBackend()
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        assert backend._chunks(8) == 1
+        if numba.config.NUMBA_NUM_THREADS >= 2:
+            numba.set_num_threads(2)
+            assert backend._chunks(8) == 2
+            assert backend._chunks(1) == 1, "never more chunks than rows"
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n_threads", [0, -1, 1.5, True, "2"])
+def test_bad_thread_count_is_a_clear_error(n_threads):
+    with pytest.raises(ValueError, match="n_threads must be None or an integer >= 1"):
+        nb.NumbaBackend(n_threads=n_threads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_activations_are_accurate_and_finite_everywhere(dtype):
+    from scipy.special import expit
+
+    k = nb._constants(np.dtype(dtype))
+    v = np.concatenate([np.linspace(-30, 30, 2001), [0.0, 1e-30, -1e-30, 1e-7, -1e-7, 88, -88, 1e4, -1e4, 1e30, -1e30]])
+    v = v.astype(dtype)
+    sig = np.array([nb._sigmoid(a, k) for a in v])
+    tanh = np.array([nb._tanh(a, k) for a in v])
+    exact = v.astype(np.float64)
+    eps = np.finfo(dtype).eps
+    assert np.isfinite(sig).all() and np.isfinite(tanh).all()
+    # A few ulps, relative: also for tiny tanh arguments and tiny sigmoid values (down to
+    # exp(-80), the smallest value the kernels produce).
+    wanted_sig = np.maximum(expit(exact), np.exp(-80.0))
+    np.testing.assert_allclose(sig, wanted_sig, rtol=4 * eps, atol=0)
+    np.testing.assert_allclose(tanh, np.tanh(exact), rtol=4 * eps, atol=0)
+
+
+def test_kernels_run_as_pure_python_under_numba_disable_jit():
+    """NUMBA_DISABLE_JIT=1 runs the kernels' Python source (for coverage and debugging)."""
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        import numba
+        assert numba.config.DISABLE_JIT
+        from lstmcpu.backends import numba_backend as nb
+        from lstmcpu.backends.numpy_backend import NumpyBackend
+        from _lstm_helpers import random_problem, upstream_grads
+        worst = 0.0
+        for small_batch in (10**9, 0):  # hand route, then BLAS route
+            nb.SMALL_BATCH = small_batch
+            p = random_problem(4, 3, 2, 5, np.float64, lengths=True)
+            args = [p[k] for k in ("x", "w_ih", "w_hh", "b", "h0", "c0", "lengths")]
+            outs = []
+            for backend in (nb.NumbaBackend(n_threads=2), NumpyBackend()):
+                y, h, c, cache = backend.forward(*args)
+                outs.append((y, h, c) + tuple(backend.backward(*upstream_grads(4, 3, 5, np.float64), cache)))
+            for a, b in zip(*outs):
+                worst = max(worst, float(np.max(np.abs(a - b))))
+        print("max abs difference", worst)
+        assert worst < 1e-12, worst
+        """
+    )
+    tests_dir = os.path.dirname(__file__)
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture
+def registry_without_numba(monkeypatch):
+    """The registry as it is on a machine where ``import numba`` fails."""
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes ``import numba`` raise ImportError
+    monkeypatch.delitem(sys.modules, "lstmcpu.backends.numba_backend")
+    monkeypatch.delenv(registry.ENV_VAR, raising=False)
+    registry._reset_for_tests()
+    yield
+    monkeypatch.undo()
+    registry._reset_for_tests()
+
+
+def test_without_numba_the_backend_is_unavailable_with_the_fix(registry_without_numba):
+    assert "numba" not in lstmcpu.available_backends()
+    assert "numpy" in lstmcpu.available_backends()
+    assert 'pip install "lstmcpu[numba]"' in lstmcpu.unavailable_backends()["numba"]
+    with pytest.raises(lstmcpu.BackendUnavailableError, match=r'pip install "lstmcpu\[numba\]"'):
+        lstmcpu.get_backend("numba")
+    assert lstmcpu.get_backend("auto").name != "numba"
+
+
+def test_numba_is_back_after_the_simulation():
+    assert "numba" in lstmcpu.available_backends()
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (dict(w_hh=np.zeros((12, 4))), ValueError, r"w_hh must have shape \(4H, H\)"),
+        (dict(w_ih=np.zeros((20, 2))), ValueError, r"w_ih must have shape \(20, 3\)"),
+        (dict(h0=np.zeros((3, 5))), ValueError, r"h0 must have shape \(2, 5\)"),
+        (dict(b=np.zeros(20, np.float32)), TypeError, "b has dtype float32 but x has float64"),
+        (dict(x=np.zeros((4, 2, 3), np.int64)), TypeError, "x must be float32 or float64"),
+        (dict(lengths=np.array([5, 1])), ValueError, r"lengths must lie in \[1, 4\]"),
+        (dict(lengths=np.array([0, 1])), ValueError, r"lengths must lie in \[1, 4\]"),
+        (dict(lengths=np.array([1, 2, 3])), ValueError, r"lengths must have shape \(2,\)"),
+        (dict(lengths=np.array([1.0, 2.0])), TypeError, "lengths must be integers"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(change, error, match):
+    p = random_problem(4, 2, 3, 5, np.float64)
+    p.update(change)
+    with pytest.raises(error, match=match):
+        nb.NumbaBackend().forward(p["x"], p["w_ih"], p["w_hh"], p["b"], p["h0"], p["c0"], p["lengths"])
+
+
+def test_bad_upstream_gradient_is_a_clear_error():
+    p = random_problem(4, 2, 3, 5, np.float64)
+    backend = nb.NumbaBackend()
+    _, _, _, cache = backend.forward(p["x"], p["w_ih"], p["w_hh"], p["b"], p["h0"], p["c0"])
+    dy, dh, dc = upstream_grads(4, 2, 5, np.float64)
+    with pytest.raises(ValueError, match=r"dy must have shape \(4, 2, 5\)"):
+        backend.backward(dy[:3], dh, dc, cache)
+    with pytest.raises(TypeError, match="dh_n has dtype float32 but the forward pass ran in float64"):
+        backend.backward(dy, dh.astype(np.float32), dc, cache)
