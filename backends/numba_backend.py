@@ -21,7 +21,7 @@ The recurrent product of a chunk takes one of two routes, chosen per call by
 :func:`use_blas`:
 
 * **BLAS** (``np.dot`` into a preallocated buffer, which Numba hands to SciPy's BLAS) for
-  chunks of more than :data:`SMALL_BATCH` rows. With one chunk the BLAS threads obey
+  chunks of more than :data:`SMALL_BATCH` rows. With one Numba thread the BLAS threads obey
   ``threadpoolctl``; with several, BLAS runs on one thread during the call (the chunks are
   the parallelism), so the backend uses ``n_threads`` threads in all.
 * **hand loop** for smaller chunks, where a BLAS call costs more than its work. Each row
@@ -30,6 +30,13 @@ The recurrent product of a chunk takes one of two routes, chosen per call by
 
 The kernels are plain Python functions compiled with ``njit(cache=True)``: they also run,
 slowly, under ``NUMBA_DISABLE_JIT=1`` for debugging and coverage.
+
+Compile time. The first call in a fresh environment compiles what it uses, per dtype: on the
+2-core development machine (loaded by other work) 5-12 s for one dtype and route, about 48 s
+for both dtypes, both routes and the parallel launchers. With the on-disk cache warm, import
+plus a first call take about 1.5 s. Numba keeps the cache next to this file (``__pycache__``)
+when the package folder is writable, else in the user's cache folder
+(``$XDG_CACHE_HOME/numba``, by default ``~/.cache/numba``); ``NUMBA_CACHE_DIR`` overrides both.
 """
 
 import contextlib
@@ -57,9 +64,10 @@ class NumbaBackend(Backend):
     Parameters
     ----------
     n_threads : int or None, default=None
-        Threads of the small-batch path (one batch chunk each). ``None`` follows
-        ``numba.get_num_threads()`` at each call, so ``numba.set_num_threads`` applies. The
-        large-batch path runs its products in BLAS, whose threads ``threadpoolctl`` sets.
+        Threads, one batch chunk each (never more chunks than rows). ``None`` follows
+        ``numba.get_num_threads()`` at each call, so ``numba.set_num_threads`` applies. With
+        more than one thread BLAS runs on one thread during the call; with one, BLAS uses
+        the threads ``threadpoolctl`` allows.
 
     Examples
     --------
@@ -82,15 +90,14 @@ class NumbaBackend(Backend):
             raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
         self.n_threads = n_threads
 
-    def _chunks(self, B):
-        n = numba.get_num_threads() if self.n_threads is None else self.n_threads
-        return max(1, min(n, B))
+    def _threads(self):
+        return numba.get_num_threads() if self.n_threads is None else self.n_threads
 
     def forward(self, x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
         x, w_ih, w_hh, b, h0, c0 = _check_forward_args(x, w_ih, w_hh, b, h0, c0)
-        n_chunks = self._chunks(x.shape[1])
-        with _blas_limit(n_chunks):
-            return self._forward(x, w_ih, w_hh, b, h0, c0, lengths, need_cache, n_chunks)
+        n_threads = self._threads()
+        with _blas_limit(n_threads):
+            return self._forward(x, w_ih, w_hh, b, h0, c0, lengths, need_cache, min(n_threads, x.shape[1]))
 
     def _forward(self, x, w_ih, w_hh, b, h0, c0, lengths, need_cache, n_chunks):
         T, B, I = x.shape
@@ -120,9 +127,9 @@ class NumbaBackend(Backend):
         return y, h, c, cache
 
     def backward(self, dy, dh_n, dc_n, cache):
-        n_chunks = self._chunks(cache["x"].shape[1])
-        with _blas_limit(n_chunks):
-            return self._backward(dy, dh_n, dc_n, cache, n_chunks)
+        n_threads = self._threads()
+        with _blas_limit(n_threads):
+            return self._backward(dy, dh_n, dc_n, cache, min(n_threads, cache["x"].shape[1]))
 
     def _backward(self, dy, dh_n, dc_n, cache, n_chunks):
         x, w_ih, w_hh = cache["x"], cache["w_ih"], cache["w_hh"]
@@ -159,15 +166,18 @@ def make_backend():
 
 
 @contextlib.contextmanager
-def _blas_limit(n_chunks):
-    """With several chunks, BLAS runs on one thread for the whole call: the chunks are the
-    parallelism, and BLAS threads left spinning after a threaded product would take the
-    cores from them (measured: 1.3 ms became 16-28 ms on 2 cores). The limit is global
-    state, so such calls take turns (one lock) and each restores exactly what it found."""
-    if n_chunks == 1:
+def _blas_limit(n_threads):
+    """When the backend may use several threads, BLAS runs on one thread for the whole call:
+    the batch chunks are the parallelism (a batch of one has none: its per-step products
+    are too small for BLAS threads to pay), and BLAS threads left spinning after a threaded
+    product would take the cores from the chunks (measured: 1.3 ms became 16-28 ms on 2
+    cores). The limit is global state, so such calls take turns (one lock) and each
+    restores exactly what it found; nothing changes when BLAS already has one thread."""
+    blas = _blas_controller()
+    if n_threads == 1 or all(lib.num_threads == 1 for lib in blas.lib_controllers):
         yield
         return
-    with _PARALLEL_CALL, _blas_controller().limit(limits=1):
+    with _PARALLEL_CALL, blas.limit(limits=1):
         yield
 
 
@@ -183,7 +193,16 @@ def _blas_controller():
 
 # ---------------------------------------------------------------- choosing the product route
 
-#: Largest batch whose recurrent products go through the hand loop rather than BLAS.
+# Crossover, measured with interleaved medians on the 2-core AMD Zen 4
+# (AVX-512, OpenBLAS 0.3 SkylakeX kernels via SciPy), float32, 1 thread, T=20, whole kernel;
+# ratio = hand time / BLAS time, forward (need_cache=False) | forward+backward:
+#   H=64:  B=8 0.73|0.93  B=16 0.82|1.05  B=32 0.95|1.04  B=64 1.06|1.02  B=128 1.06|1.03
+#   H=256: B=2 0.40|0.58  B=8 0.79|0.77  B=16 1.07|1.00  B=32 1.14|1.03  B=64 1.47|1.21
+#   H=512: B=2 0.74|0.51  B=8 1.00|0.72  B=16 1.32|0.93  B=32 1.27|1.06  B=48 1.50|1.39
+# (B=2 at H=256: BLAS 104 us/step against 42 by hand: OpenBLAS packs w_hh for every small
+# GEMM.) The machine was shared and loaded, so single entries are noisy by +-20%; the
+# crossover sits near 16 rows at every H.
+#: Largest batch chunk whose recurrent products go through the hand loop rather than BLAS.
 SMALL_BATCH = 16
 
 

@@ -6,18 +6,23 @@ backend chosen by name (``backend="numpy"``, ``"numba"``, ``"cython"``) or ``"au
 
 from ._version import __version__
 from .backend import Backend, BackendUnavailableError
+from .estimators import LSTMClassifier, LSTMRegressor
 from .layers import GRU, LSTM, RNN
+from .persistence import load
 from .registry import available_backends, get_backend, register_backend, unavailable_backends
 
 __all__ = [
     "GRU",
     "LSTM",
+    "LSTMClassifier",
+    "LSTMRegressor",
     "RNN",
     "Backend",
     "BackendUnavailableError",
     "__version__",
     "available_backends",
     "get_backend",
+    "load",
     "register_backend",
     "unavailable_backends",
 ]

@@ -182,6 +182,13 @@ class _RecurrentLayer:
         self.grads = {}
         self._tape = None
 
+    def save(self, path):
+        """Write the layer (arguments, mode and weights) to ``path`` as a safe model file;
+        read it back with :func:`lstmcpu.load` (see :mod:`lstmcpu.persistence`)."""
+        from .persistence import save
+
+        save(self, path)
+
     # ------------------------------------------------------------------ modes
 
     def train(self, mode=True):

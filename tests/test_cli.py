@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lstmcpu import bench
@@ -51,9 +52,26 @@ def test_flop_count():
     assert bench.flops(T, B, I, H, "forward", "gru") == 2 * T * B * 3 * H * (I + H)
 
 
-def test_demo_runs_as_a_module():
+def test_demo_runs_as_a_module(tmp_path):
+    plot = tmp_path / "demo.png"
     result = subprocess.run(
-        [sys.executable, "-m", "lstmcpu", "demo", "--quick", "--backend", "numpy"],
-        capture_output=True, text=True, timeout=120, check=True,
+        [sys.executable, "-m", "lstmcpu", "demo", "--quick", "--backend", "numpy", "--out", str(plot)],
+        capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
-    assert "numpy" in result.stdout and "forward ms" in result.stdout
+    assert "Test accuracy" in result.stdout and "RNN" in result.stdout and "GRU" in result.stdout
+    assert "numpy:" in result.stdout, "the per-backend timing"
+    assert plot.stat().st_size > 1000, "the plot was written"
+
+
+def test_demo_task_and_table():
+    from lstmcpu.demo import format_results, make_task
+
+    X, y = make_task(50, gap=7, n_symbols=3, n_distractors=5, seed=1)
+    assert X.shape == (50, 9, 9) and set(np.unique(y)) <= {0, 1, 2}
+    np.testing.assert_array_equal(X[:, 0, :3].argmax(axis=1), y)
+    assert np.all(X.sum(axis=2) == 1), "exactly one symbol per step"
+    assert np.all(X[:, -1, -1] == 1) and np.all(X[:, 1:-1, 3:8].sum(axis=2) == 1)
+    results = [dict(gap=g, cell=c, accuracy=a, epochs=e) for g, c, a, e in
+               [(5, "rnn", 1.0, 5), (5, "lstm", 0.5, 40), (5, "gru", 0.25, 3)]]  # fmt: skip
+    table = format_results(results, [5])
+    assert "RNN" in table.splitlines()[0] and "100% ( 5ep)" in table and " 50% (40ep)" in table

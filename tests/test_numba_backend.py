@@ -95,13 +95,24 @@ def test_default_threads_follow_numba_set_num_threads():
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        assert backend._chunks(8) == 1
+        assert backend._threads() == 1
         if numba.config.NUMBA_NUM_THREADS >= 2:
             numba.set_num_threads(2)
-            assert backend._chunks(8) == 2
-            assert backend._chunks(1) == 1, "never more chunks than rows"
+            assert backend._threads() == 2
     finally:
         numba.set_num_threads(before)
+    assert nb.NumbaBackend(n_threads=3)._threads() == 3
+
+
+def test_blas_thread_limit_is_restored_after_a_threaded_call():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    p = random_problem(3, 4, 2, 5, np.float64)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        forward_backward(nb.NumbaBackend(n_threads=2), p, np.float64)
+        after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert after == before
 
 
 @pytest.mark.parametrize("n_threads", [0, -1, 1.5, True, "2"])

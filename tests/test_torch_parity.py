@@ -152,3 +152,44 @@ def test_torch_state_dict_round_trip_gives_identical_outputs():
     np.testing.assert_allclose(back(x)[0], torch_out.numpy(), rtol=1e-12, atol=1e-13)
     with pytest.raises(ValueError, match="no peephole"):
         torch_state_dict(lstmcpu.LSTM(2, 3, peephole=True))
+
+
+@pytest.mark.parametrize("module", ["LSTM", "GRU", "RNN"])
+def test_torch_to_lstmcpu_to_torch_gives_identical_outputs(module):
+    torch = pytest.importorskip("torch")
+    from lstmcpu.interop import torch_state_dict
+
+    torch.manual_seed(0)
+    config = dict(num_layers=2, bidirectional=True)
+    original = getattr(torch.nn, module)(3, 5, **config, dtype=torch.float64)
+    ours = getattr(lstmcpu, module)(3, 5, **config, dtype=np.float64)
+    ours.load_state_dict(original.state_dict())
+    back = getattr(torch.nn, module)(3, 5, **config, dtype=torch.float64)
+    back.load_state_dict(torch_state_dict(ours))
+    x = np.random.default_rng(0).standard_normal((6, 2, 3))
+    with torch.no_grad():
+        expected, _ = original(torch.from_numpy(x))
+        got, _ = back(torch.from_numpy(x))
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    np.testing.assert_allclose(ours.eval()(x)[0], expected.numpy(), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_fitted_estimator_network_runs_in_torch(cell):
+    torch = pytest.importorskip("torch")
+    from lstmcpu.interop import torch_state_dict
+
+    X = np.random.default_rng(0).standard_normal((10, 4, 2))
+    reg = lstmcpu.LSTMRegressor(hidden_size=3, cell=cell, bidirectional=True, dtype="float64", max_iter=2,
+                                random_state=0)  # fmt: skip
+    with pytest.warns(Warning):  # two epochs do not converge
+        reg.fit(X, X.sum(axis=(1, 2)))
+    net = reg.network_
+    module = getattr(torch.nn, cell.upper())(2, 3, bidirectional=True, batch_first=True, dtype=torch.float64)
+    module.load_state_dict(torch_state_dict(net.rnn))
+    with torch.no_grad():
+        h_n = module(torch.from_numpy(X))[1]
+    h_n = (h_n[0] if cell == "lstm" else h_n).numpy()
+    features = np.concatenate([h_n[-2], h_n[-1]], axis=1)
+    pred = (features @ net.head_weight.T + net.head_bias)[:, 0] * reg._y_scale[0] + reg._y_mean[0]
+    np.testing.assert_allclose(pred, reg.predict(X), rtol=1e-10, atol=1e-10)
