@@ -16,6 +16,7 @@ Examples
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -228,6 +229,7 @@ def environment(threads, dtype):
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": _cpu_model(),
+        "cpu_count": os.cpu_count(),
         "threads": threads,
         "dtype": np.dtype(dtype).name,
         "blas": [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})" for i in threadpool_info()],
