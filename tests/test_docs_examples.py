@@ -22,6 +22,8 @@ EXAMPLES = [
 def test_example_runs(code, monkeypatch, tmp_path):
     if "import torch" in code:
         pytest.importorskip("torch")
+    if "dask" in code:
+        pytest.importorskip("dask.distributed")
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     try:
         exec(compile(code, "<docs example>", "exec"), {"__name__": "__docs__"})
