@@ -43,8 +43,8 @@ directives = {
 
 
 # Every header and .pxd the kernels include: a change to any of them rebuilds every module.
-HEADERS = ("activations.h", "lstm_cell.h", "gru_cell.h", "rnn_cell.h", "recurrent.h",
-           "_blas.pxd", "_loops.pxd")
+HEADERS = ("activations.h", "lstm_cell.h", "lstm_variant_cell.h", "gru_cell.h", "rnn_cell.h",
+           "recurrent.h", "_blas.pxd", "_loops.pxd")
 
 
 def cython_extension(name):
@@ -63,7 +63,7 @@ setup(
     package_dir=PACKAGE_DIR,
     package_data={"lstmcpu.backends.cython": ["*.pxd", "*.pyx", "*.h"]},
     ext_modules=cythonize(
-        [cython_extension(name) for name in ("_lstm", "_gru", "_rnn")],
+        [cython_extension(name) for name in ("_lstm", "_lstm_variants", "_gru", "_rnn")],
         compiler_directives=directives,
         include_path=["backends/cython"],
     ),

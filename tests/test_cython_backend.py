@@ -232,6 +232,41 @@ def cell_problem(variant_id, T, B, I, H, dtype, seed=0, lengths=False):
     return variant, inputs, lengths_array
 
 
+def assert_cell_matches_oracle(backend, variant, p, lengths, dtype, tol, seed):
+    """Forward and backward of one problem (float32 or float64) against the float64 oracle."""
+    from _cells import random_upstream, run_backward, run_forward
+
+    T, B, _ = p["x"].shape
+    H = p["c0"].shape[1] if "c0" in p else p["h0"].shape[1]
+    outputs, cache = run_forward(backend, variant, p, lengths)
+    ref_outputs, ref_cache = run_forward(ORACLE, variant, as64(p), lengths)
+    for name, want in ref_outputs.items():
+        np.testing.assert_allclose(outputs[name], want, **tol, err_msg=name)
+    upstream = random_upstream(variant, T, B, H, dtype, seed=seed)
+    grads = run_backward(backend, variant, upstream, cache)
+    ref_grads = run_backward(ORACLE, variant, as64(upstream), ref_cache)
+    for name, want in ref_grads.items():
+        np.testing.assert_allclose(grads[name], want, rtol=tol["rtol"] * 10, atol=tol["atol"] * T * B, err_msg=name)
+
+
+def assert_inference_in_chunks_matches(backend, variant, p, lengths, tol):
+    """Inference (input projected a chunk at a time) equals training bit for bit, and the
+    oracle to ``tol``."""
+    from _cells import run_forward
+
+    from lstmcpu.backends.cython._entry import INPUT_CHUNK_ROWS
+
+    T, B, _ = p["x"].shape
+    assert T * B > INPUT_CHUNK_ROWS and (T * B) % INPUT_CHUNK_ROWS
+    inference, cache = run_forward(backend, variant, p, lengths, need_cache=False)
+    training, _ = run_forward(backend, variant, p, lengths, need_cache=True)
+    ref, _ = run_forward(ORACLE, variant, as64(p), lengths, need_cache=False)
+    assert cache is None
+    for name in ref:
+        np.testing.assert_array_equal(inference[name], training[name])
+        np.testing.assert_allclose(inference[name], ref[name], **tol, err_msg=name)
+
+
 @pytest.mark.parametrize(
     "name, bad, error, match",
     [
@@ -305,41 +340,19 @@ def test_gru_rnn_backward_reject_inconsistent_arguments(backend, variant_id):
 )
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 def test_gru_rnn_code_paths_match_oracle(backend, dtype, tol, variant_id, B, H, with_lengths):
-    from _cells import random_upstream, run_backward, run_forward
-
-    T, I = 12, 40
-    variant, p, lengths = cell_problem(variant_id, T, B, I, H, dtype, seed=B, lengths=with_lengths)
+    variant, p, lengths = cell_problem(variant_id, 12, B, 40, H, dtype, seed=B, lengths=with_lengths)
     # Spectral radius about 0.8 (w_hh has std 0.5, times 1.6 / sqrt(H)): the recurrence matters but
     # neither saturates nor, with relu, grows, so float32 rounding is not amplified.
     p["w_hh"] *= dtype(1.6 / np.sqrt(H))
-    outputs, cache = run_forward(backend, variant, p, lengths)
-    ref_outputs, ref_cache = run_forward(ORACLE, variant, as64(p), lengths)
-    for name, want in ref_outputs.items():
-        np.testing.assert_allclose(outputs[name], want, **tol, err_msg=name)
-    upstream = random_upstream(variant, T, B, H, dtype, seed=B)
-    grads = run_backward(backend, variant, upstream, cache)
-    ref_grads = run_backward(ORACLE, variant, as64(upstream), ref_cache)
-    for name, want in ref_grads.items():
-        np.testing.assert_allclose(grads[name], want, rtol=tol["rtol"] * 10, atol=tol["atol"] * T * B, err_msg=name)
+    assert_cell_matches_oracle(backend, variant, p, lengths, dtype, tol, seed=B)
 
 
 @pytest.mark.parametrize("variant_id", GRU_RNN)
 @pytest.mark.parametrize("T, B", [(70, 33), (300, 4)], ids=str)
 def test_gru_rnn_inference_in_input_chunks_matches_training_and_oracle(backend, dtype, tol, variant_id, T, B):
-    from _cells import run_forward
-
-    from lstmcpu.backends.cython._entry import INPUT_CHUNK_ROWS
-
-    assert T * B > INPUT_CHUNK_ROWS and (T * B) % INPUT_CHUNK_ROWS
     variant, p, lengths = cell_problem(variant_id, T, B, 6, 9, dtype, seed=T, lengths=True)
     p["w_hh"] *= dtype(1.6 / 3)  # a contractive recurrence (see above) over these long sequences
-    inference, cache = run_forward(backend, variant, p, lengths, need_cache=False)
-    training, _ = run_forward(backend, variant, p, lengths, need_cache=True)
-    ref, _ = run_forward(ORACLE, variant, as64(p), lengths, need_cache=False)
-    assert cache is None
-    for name in ref:
-        np.testing.assert_array_equal(inference[name], training[name])
-        np.testing.assert_allclose(inference[name], ref[name], **tol, err_msg=name)
+    assert_inference_in_chunks_matches(backend, variant, p, lengths, tol)
 
 
 @pytest.mark.parametrize("variant_id", GRU_RNN)
@@ -371,3 +384,80 @@ def test_gru_rnn_huge_pre_activations_stay_finite_and_saturate(backend, dtype, v
     assert all(np.isfinite(g).all() for g in grads.values())
     ref, _ = run_forward(ORACLE, variant, as64(p), lengths)
     np.testing.assert_allclose(outputs["y"], ref["y"], rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- LSTM variant kernels
+
+LSTM_VARIANTS = ["lstm-peephole", "lstm-coupled", "lstm-peephole-coupled", "lstm-proj", "lstm-proj-peephole"]
+
+
+def run_variant(backend, variant_id, p, lengths, need_cache=True):
+    from _cells import VARIANTS, run_forward
+
+    return run_forward(backend, VARIANTS[variant_id], p, lengths, need_cache)
+
+
+@pytest.mark.parametrize(
+    "name, bad, error, match",
+    [
+        ("w_hr", np.zeros((3,), np.float32), ValueError, r"w_hr must be a 2-D ndarray of shape \(P, H\)"),
+        ("w_hr", np.zeros((0, 5), np.float32), ValueError, r"w_hr must be a 2-D ndarray"),
+        ("w_hr", np.zeros((3, 5), np.float64), TypeError, "w_hr must have dtype float32"),
+        ("w_hr", np.zeros((5, 3), np.float32).T, ValueError, "w_hr must be C-contiguous"),
+        ("w_hr", np.zeros((3, 6), np.float32), ValueError, r"w_ih must have shape \(24, 4\)"),
+        ("w_hh", np.zeros((20, 5), np.float32), ValueError, r"w_hh must have shape \(20, 3\)"),
+        ("h0", np.zeros((2, 5), np.float32), ValueError, r"h0 must have shape \(2, 3\)"),
+        ("peephole", np.zeros((4, 5), np.float32), ValueError, r"peephole must have shape \(3, 5\)"),
+        ("peephole", np.zeros((3, 5)), TypeError, "peephole must have dtype float32"),
+    ],
+)
+def test_lstm_variant_forward_rejects_inconsistent_arguments(backend, name, bad, error, match):
+    _, p, _ = cell_problem("lstm-proj-peephole", 3, 2, 4, 5, np.float32)
+    p[name] = bad
+    with pytest.raises(error, match=match):
+        run_variant(backend, "lstm-proj-peephole", p, np.array([3, 1]))
+
+
+def test_coupled_lstm_rejects_four_gate_weights(backend):
+    _, p, _ = cell_problem("lstm", 3, 2, 4, 5, np.float32)
+    with pytest.raises(ValueError, match=r"w_hh must be a 2-D ndarray of shape \(3H, H\)"):
+        run_variant(backend, "lstm-coupled", p, None)
+
+
+def test_lstm_variant_backward_rejects_inconsistent_arguments(backend):
+    _, p, _ = cell_problem("lstm-proj", 3, 2, 4, 5, np.float64)
+    _, cache = run_variant(backend, "lstm-proj", p, None)
+    dy, dh_n, dc_n = np.zeros((3, 2, 2)), np.zeros((2, 2)), np.zeros((2, 5))
+    with pytest.raises(ValueError, match=r"dy must have shape \(3, 2, 2\)"):
+        backend.backward(np.zeros((3, 2, 5)), dh_n, dc_n, cache)
+    with pytest.raises(ValueError, match=r"dh_n must have shape \(2, 2\)"):
+        backend.backward(dy, dc_n, dc_n, cache)
+    with pytest.raises(TypeError, match="dc_n must have dtype float64"):
+        backend.backward(dy, dh_n, dc_n.astype(np.float32), cache)
+    with pytest.raises(TypeError, match="cache must be the one returned"):
+        backend.gru_backward(dy, dh_n, cache)
+
+
+# The variants' products run through the same small-batch kernels (B <= 4) or BLAS as the
+# plain LSTM's, including the projection h = m @ w_hr.T with its P rows (odd P: row tails).
+@pytest.mark.parametrize("variant_id", LSTM_VARIANTS)
+@pytest.mark.parametrize("B, H, P", [(1, 256, 128), (2, 256, 67), (3, 45, 7), (4, 100, 33), (5, 256, 128), (33, 256, 45)], ids=str)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_lstm_variant_code_paths_match_oracle(backend, dtype, tol, variant_id, B, H, P, with_lengths):
+    from _cells import VARIANTS, make_inputs
+
+    variant = dict(VARIANTS[variant_id])
+    if variant.get("proj"):
+        variant["proj"] = P
+    p, lengths = make_inputs(variant, 12, B, 40, H, dtype, seed=B, lengths=with_lengths)
+    p["w_hh"] *= dtype(1.6 / np.sqrt(p["w_hh"].shape[1]))  # a contractive recurrence, as above
+    if variant.get("proj"):
+        p["w_hr"] *= dtype(2 / np.sqrt(H))
+    assert_cell_matches_oracle(backend, variant, p, lengths, dtype, tol, seed=B)
+
+
+@pytest.mark.parametrize("variant_id", ["lstm-peephole-coupled", "lstm-proj-peephole"])
+@pytest.mark.parametrize("T, B", [(70, 33), (300, 4)], ids=str)
+def test_lstm_variant_inference_in_input_chunks_matches_training_and_oracle(backend, dtype, tol, variant_id, T, B):
+    variant, p, lengths = cell_problem(variant_id, T, B, 6, 9, dtype, seed=T, lengths=True)
+    assert_inference_in_chunks_matches(backend, variant, p, lengths, tol)
