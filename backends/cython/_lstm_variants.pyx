@@ -29,21 +29,32 @@ from _loops cimport add_recurrent, backprop_recurrent, project_input, weight_gra
 
 from ._entry import check, check_input, check_lengths, check_sizes, hidden_size, input_chunk
 
+# One pass per gate layout: four gates (peepholes and/or projection) or coupled (f, g, o).
 cdef extern from "lstm_variant_cell.h" nogil:
-    void lstm_variant_forward_f32(int H, int coupled, float* gates, const float* bias,
+    void lstm_peephole_forward_f32(int H, float* gates, const float* bias,
+                                   const float* peephole, const float* c_prev, float* c_out,
+                                   float* tanh_c, float* m_out)
+    void lstm_peephole_forward_f64(int H, double* gates, const double* bias,
+                                   const double* peephole, const double* c_prev,
+                                   double* c_out, double* tanh_c, double* m_out)
+    void lstm_coupled_forward_f32(int H, float* gates, const float* bias,
                                   const float* peephole, const float* c_prev, float* c_out,
                                   float* tanh_c, float* m_out)
-    void lstm_variant_forward_f64(int H, int coupled, double* gates, const double* bias,
+    void lstm_coupled_forward_f64(int H, double* gates, const double* bias,
                                   const double* peephole, const double* c_prev,
                                   double* c_out, double* tanh_c, double* m_out)
-    void lstm_variant_backward_f32(int H, int coupled, const float* gates,
-                                   const float* peephole, const float* c_prev,
-                                   const float* tanh_c, const float* dm, float* dc,
-                                   float* dgates)
-    void lstm_variant_backward_f64(int H, int coupled, const double* gates,
-                                   const double* peephole, const double* c_prev,
-                                   const double* tanh_c, const double* dm, double* dc,
-                                   double* dgates)
+    void lstm_peephole_backward_f32(int H, const float* gates, const float* peephole,
+                                    const float* c_prev, const float* tanh_c, const float* dm,
+                                    float* dc, float* dgates)
+    void lstm_peephole_backward_f64(int H, const double* gates, const double* peephole,
+                                    const double* c_prev, const double* tanh_c,
+                                    const double* dm, double* dc, double* dgates)
+    void lstm_coupled_backward_f32(int H, const float* gates, const float* peephole,
+                                   const float* c_prev, const float* tanh_c, const float* dm,
+                                   float* dc, float* dgates)
+    void lstm_coupled_backward_f64(int H, const double* gates, const double* peephole,
+                                   const double* c_prev, const double* tanh_c,
+                                   const double* dm, double* dc, double* dgates)
 
 
 cdef class LSTMVariantCache:
@@ -152,9 +163,15 @@ cdef inline void _cell_forward(int H, bint coupled, floating* gates, const float
                                floating* c_out, floating* tanh_c,
                                floating* m_out) noexcept nogil:
     if floating is float:
-        lstm_variant_forward_f32(H, coupled, gates, bias, peephole, c_prev, c_out, tanh_c, m_out)
+        if coupled:
+            lstm_coupled_forward_f32(H, gates, bias, peephole, c_prev, c_out, tanh_c, m_out)
+        else:
+            lstm_peephole_forward_f32(H, gates, bias, peephole, c_prev, c_out, tanh_c, m_out)
     else:
-        lstm_variant_forward_f64(H, coupled, gates, bias, peephole, c_prev, c_out, tanh_c, m_out)
+        if coupled:
+            lstm_coupled_forward_f64(H, gates, bias, peephole, c_prev, c_out, tanh_c, m_out)
+        else:
+            lstm_peephole_forward_f64(H, gates, bias, peephole, c_prev, c_out, tanh_c, m_out)
 
 
 def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
@@ -279,9 +296,15 @@ cdef inline void _cell_backward(int H, bint coupled, const floating* gates,
                                 const floating* tanh_c, const floating* dm, floating* dc,
                                 floating* dgates) noexcept nogil:
     if floating is float:
-        lstm_variant_backward_f32(H, coupled, gates, peephole, c_prev, tanh_c, dm, dc, dgates)
+        if coupled:
+            lstm_coupled_backward_f32(H, gates, peephole, c_prev, tanh_c, dm, dc, dgates)
+        else:
+            lstm_peephole_backward_f32(H, gates, peephole, c_prev, tanh_c, dm, dc, dgates)
     else:
-        lstm_variant_backward_f64(H, coupled, gates, peephole, c_prev, tanh_c, dm, dc, dgates)
+        if coupled:
+            lstm_coupled_backward_f64(H, gates, peephole, c_prev, tanh_c, dm, dc, dgates)
+        else:
+            lstm_peephole_backward_f64(H, gates, peephole, c_prev, tanh_c, dm, dc, dgates)
 
 
 def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,

@@ -15,9 +15,9 @@
  * output m = o*tanh(c) written to m_out (the caller projects it, or it is h):
  *   i = sigmoid(G_i + b_i + p_i*c_prev), f = sigmoid(G_f + b_f + p_f*c_prev), g = tanh(...)
  *   c = f*c_prev + i*g, o = sigmoid(G_o + b_o + p_o*c), m = o*tanh(c). */
-#define LSTMCPU_VARIANT_FORWARD(SUFFIX, T, SIGMOID, TANH)                                   \
+#define LSTMCPU_VARIANT_FORWARD(NAME, T, SIGMOID, TANH, coupled)                             \
     LSTMCPU_DISPATCH                                                                        \
-    static void lstm_variant_forward_##SUFFIX(int H, int coupled, T *restrict gates,        \
+    static void NAME(int H, T *restrict gates,                                              \
                                               const T *restrict bias,                       \
                                               const T *restrict peephole,                   \
                                               const T *restrict c_prev, T *restrict c_out,  \
@@ -54,9 +54,9 @@
  * (2) c = f*c_prev + i*g: df = dc_t*c_prev (coupled: dc_t*(c_prev - g)) * f*(1 - f),
  *     di = dc_t*g*i*(1 - i), dg = dc_t*i*(1 - g^2);
  * (3) dc becomes dc_t*f + df*p_f + di*p_i for step t-1. */
-#define LSTMCPU_VARIANT_BACKWARD(SUFFIX, T)                                                 \
+#define LSTMCPU_VARIANT_BACKWARD(NAME, T, coupled)                                          \
     LSTMCPU_DISPATCH                                                                        \
-    static void lstm_variant_backward_##SUFFIX(int H, int coupled, const T *restrict gates, \
+    static void NAME(int H, const T *restrict gates,                                        \
                                                const T *restrict peephole,                  \
                                                const T *restrict c_prev,                    \
                                                const T *restrict tanh_c,                    \
@@ -86,9 +86,14 @@
         }                                                                                   \
     }
 
-LSTMCPU_VARIANT_FORWARD(f32, float, lstmcpu_sigmoid_f32, lstmcpu_tanh_f32)
-LSTMCPU_VARIANT_FORWARD(f64, double, lstmcpu_sigmoid_f64, tanh)
-LSTMCPU_VARIANT_BACKWARD(f32, float)
-LSTMCPU_VARIANT_BACKWARD(f64, double)
+/* `coupled` is a constant in each compiled pass, so the loops carry no branch and vectorise. */
+LSTMCPU_VARIANT_FORWARD(lstm_peephole_forward_f32, float, lstmcpu_sigmoid_f32, lstmcpu_tanh_f32, 0)
+LSTMCPU_VARIANT_FORWARD(lstm_peephole_forward_f64, double, lstmcpu_sigmoid_f64, tanh, 0)
+LSTMCPU_VARIANT_FORWARD(lstm_coupled_forward_f32, float, lstmcpu_sigmoid_f32, lstmcpu_tanh_f32, 1)
+LSTMCPU_VARIANT_FORWARD(lstm_coupled_forward_f64, double, lstmcpu_sigmoid_f64, tanh, 1)
+LSTMCPU_VARIANT_BACKWARD(lstm_peephole_backward_f32, float, 0)
+LSTMCPU_VARIANT_BACKWARD(lstm_peephole_backward_f64, double, 0)
+LSTMCPU_VARIANT_BACKWARD(lstm_coupled_backward_f32, float, 1)
+LSTMCPU_VARIANT_BACKWARD(lstm_coupled_backward_f64, double, 1)
 
 #endif
