@@ -42,12 +42,17 @@ directives = {
 }
 
 
+# Every header and .pxd the kernels include: a change to any of them rebuilds every module.
+HEADERS = ("activations.h", "lstm_cell.h", "lstm_variant_cell.h", "gru_cell.h", "rnn_cell.h",
+           "recurrent.h", "_blas.pxd", "_loops.pxd")
+
+
 def cython_extension(name):
     return Extension(
         f"lstmcpu.backends.cython.{name}",
         [f"backends/cython/{name}.pyx"],
         include_dirs=["backends/cython", np.get_include()],
-        depends=[f"backends/cython/{f}" for f in ("lstm_cell.h", "lstm_recurrent.h", "_blas.pxd")],
+        depends=[f"backends/cython/{f}" for f in HEADERS],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         extra_compile_args=compile_args,
     )
@@ -58,7 +63,7 @@ setup(
     package_dir=PACKAGE_DIR,
     package_data={"lstmcpu.backends.cython": ["*.pxd", "*.pyx", "*.h"]},
     ext_modules=cythonize(
-        [cython_extension("_lstm")],
+        [cython_extension(name) for name in ("_lstm", "_lstm_variants", "_gru", "_rnn")],
         compiler_directives=directives,
         include_path=["backends/cython"],
     ),

@@ -103,6 +103,27 @@ def test_cache_cannot_be_tampered_with(backend):
 # ---------------------------------------------------------------- GIL and extreme inputs
 
 
+def assert_concurrent_runs_match_serial(run, n=4):
+    """Run problems ``run(0) .. run(n - 1)`` in n threads, each n times: every result must
+    equal the serial one bit for bit."""
+    serial = [run(k) for k in range(n)]
+    results = [[None] * n for _ in range(n)]
+
+    def worker(k):
+        for repeat in range(n):
+            results[k][repeat] = run(k)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(n):
+        for repeat in range(n):
+            for got, ref in zip(results[k][repeat], serial[k]):
+                np.testing.assert_array_equal(got, ref)
+
+
 def test_threads_running_concurrently_match_serial_results(backend):
     """The loops run without the GIL: concurrent calls must not share any workspace."""
     problems = [random_problem(20, 3, 8, 16, np.float32, seed=s, lengths=s % 2 == 1) for s in range(4)]
@@ -112,22 +133,7 @@ def test_threads_running_concurrently_match_serial_results(backend):
         y, h_n, c_n, cache = forward(backend, problems[k])
         return (y, h_n, c_n) + backend.backward(*grads[k], cache)
 
-    serial = [run(k) for k in range(4)]
-    results = [[None] * 4 for _ in range(4)]
-
-    def worker(k):
-        for repeat in range(4):
-            results[k][repeat] = run(k)
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for k in range(4):
-        for repeat in range(4):
-            for got, ref in zip(results[k][repeat], serial[k]):
-                np.testing.assert_array_equal(got, ref)
+    assert_concurrent_runs_match_serial(run)
 
 
 @pytest.mark.parametrize("scale", [1e3, 1e6, 1e30])
@@ -168,7 +174,7 @@ def test_gate_functions_are_accurate_to_rounding(backend, dtype):
 # ---------------------------------------------------------------- code paths vs the oracle
 
 
-# Batches of at most 4 take the small-batch kernels of lstm_recurrent.h, larger ones BLAS.
+# Batches of at most 4 take the small-batch kernels of recurrent.h, larger ones BLAS.
 # The hidden sizes exercise the vector main loops and their scalar tails (H % 8, H % 32).
 @pytest.mark.parametrize(
     "B, H", [(1, 256), (2, 256), (3, 45), (4, 100), (1, 67), (5, 256), (33, 256)], ids=str
@@ -203,11 +209,255 @@ def test_inference_mode_matches_training_mode_at_larger_shapes(backend, dtype, B
 def test_inference_in_input_chunks_matches_oracle(backend, dtype, tol, T, B, with_lengths):
     """Inference projects the input a chunk of steps at a time (INPUT_CHUNK_ROWS rows):
     these shapes span several chunks, the last one partial."""
-    from lstmcpu.backends.cython import _lstm
+    from lstmcpu.backends.cython._entry import INPUT_CHUNK_ROWS
 
-    assert T * B > _lstm.INPUT_CHUNK_ROWS and (T * B) % _lstm.INPUT_CHUNK_ROWS
+    assert T * B > INPUT_CHUNK_ROWS and (T * B) % INPUT_CHUNK_ROWS
     p = random_problem(T, B, 6, 9, dtype, seed=T, lengths=with_lengths)
     got = forward(backend, p, need_cache=False)
     ref = forward(ORACLE, as64(p), need_cache=False)
     for a, b in zip(got[:3], ref[:3]):
         np.testing.assert_allclose(a, b, **tol)
+
+
+# ---------------------------------------------------------------- GRU and RNN kernels
+
+GRU_RNN = ["gru", "rnn-tanh", "rnn-relu"]
+
+
+def cell_problem(variant_id, T, B, I, H, dtype, seed=0, lengths=False):
+    from _cells import VARIANTS, make_inputs
+
+    variant = VARIANTS[variant_id]
+    inputs, lengths_array = make_inputs(variant, T, B, I, H, dtype, seed=seed, lengths=lengths)
+    return variant, inputs, lengths_array
+
+
+def assert_cell_matches_oracle(backend, variant, p, lengths, dtype, tol, seed):
+    """Forward and backward of one problem (float32 or float64) against the float64 oracle."""
+    from _cells import random_upstream, run_backward, run_forward
+
+    T, B, _ = p["x"].shape
+    H = p["c0"].shape[1] if "c0" in p else p["h0"].shape[1]
+    outputs, cache = run_forward(backend, variant, p, lengths)
+    ref_outputs, ref_cache = run_forward(ORACLE, variant, as64(p), lengths)
+    for name, want in ref_outputs.items():
+        np.testing.assert_allclose(outputs[name], want, **tol, err_msg=name)
+    upstream = random_upstream(variant, T, B, H, dtype, seed=seed)
+    grads = run_backward(backend, variant, upstream, cache)
+    ref_grads = run_backward(ORACLE, variant, as64(upstream), ref_cache)
+    for name, want in ref_grads.items():
+        np.testing.assert_allclose(grads[name], want, rtol=tol["rtol"] * 10, atol=tol["atol"] * T * B, err_msg=name)
+
+
+def assert_inference_in_chunks_matches(backend, variant, p, lengths, tol):
+    """Inference (input projected a chunk at a time) equals training bit for bit, and the
+    oracle to ``tol``."""
+    from _cells import run_forward
+
+    from lstmcpu.backends.cython._entry import INPUT_CHUNK_ROWS
+
+    T, B, _ = p["x"].shape
+    assert T * B > INPUT_CHUNK_ROWS and (T * B) % INPUT_CHUNK_ROWS
+    inference, cache = run_forward(backend, variant, p, lengths, need_cache=False)
+    training, _ = run_forward(backend, variant, p, lengths, need_cache=True)
+    ref, _ = run_forward(ORACLE, variant, as64(p), lengths, need_cache=False)
+    assert cache is None
+    for name in ref:
+        np.testing.assert_array_equal(inference[name], training[name])
+        np.testing.assert_allclose(inference[name], ref[name], **tol, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "name, bad, error, match",
+    [
+        ("x", np.zeros((3, 2), np.float32), ValueError, "x must be a 3-D"),
+        ("x", np.zeros((3, 2, 4), np.int32), TypeError, "float32 or float64"),
+        ("x", np.zeros((3, 0, 4), np.float32), ValueError, "at least 1"),
+        ("x", np.zeros((3, 4, 2), np.float32).transpose(0, 2, 1), ValueError, "x must be C-contiguous"),
+        ("w_hh", np.zeros((20, 5), np.float32), ValueError, r"w_hh must be a 2-D ndarray of shape \(3H, H\)"),
+        ("w_hh", np.zeros((15, 5), np.float64), TypeError, "w_hh must have dtype float32"),
+        ("w_ih", np.zeros((15, 3), np.float32), ValueError, r"w_ih must have shape \(15, 4\)"),
+        ("b", np.zeros(20, np.float32), ValueError, r"b must have shape \(15,\)"),
+        ("b_hn", np.zeros(15, np.float32), ValueError, r"b_hn must have shape \(5,\)"),
+        ("b_hn", None, TypeError, "b_hn must be a numpy.ndarray"),
+        ("h0", np.zeros((5, 2), np.float32).T, ValueError, "h0 must be C-contiguous"),
+    ],
+)
+def test_gru_forward_rejects_inconsistent_arguments(backend, name, bad, error, match):
+    variant, p, _ = cell_problem("gru", 3, 2, 4, 5, np.float32)
+    p[name] = bad
+    with pytest.raises(error, match=match):
+        backend.gru_forward(p["x"], p["w_ih"], p["w_hh"], p["b"], p["b_hn"], p["h0"], np.array([3, 1]))
+
+
+@pytest.mark.parametrize(
+    "name, bad, error, match",
+    [
+        ("w_hh", np.zeros((10, 5), np.float32), ValueError, r"w_hh must be a 2-D ndarray of shape \(H, H\)"),
+        ("w_ih", np.zeros((5, 4), np.float64), TypeError, "w_ih must have dtype float32"),
+        ("b", np.zeros(4, np.float32), ValueError, r"b must have shape \(5,\)"),
+        ("h0", np.zeros((3, 5), np.float32), ValueError, r"h0 must have shape \(2, 5\)"),
+        ("lengths", np.array([4, 1]), ValueError, r"lengths must lie in \[1, 3\]"),
+        ("nonlinearity", "sigmoid", ValueError, "nonlinearity must be 'tanh' or 'relu'"),
+    ],
+)
+def test_rnn_forward_rejects_inconsistent_arguments(backend, name, bad, error, match):
+    variant, p, _ = cell_problem("rnn-tanh", 3, 2, 4, 5, np.float32)
+    p["lengths"], p["nonlinearity"] = None, "tanh"
+    p[name] = bad
+    with pytest.raises(error, match=match):
+        backend.rnn_forward(p["x"], p["w_ih"], p["w_hh"], p["b"], p["h0"], p["lengths"],
+                            nonlinearity=p["nonlinearity"])  # fmt: skip
+
+
+@pytest.mark.parametrize("variant_id", GRU_RNN)
+def test_gru_rnn_backward_reject_inconsistent_arguments(backend, variant_id):
+    from _cells import run_forward
+
+    variant, p, _ = cell_problem(variant_id, 3, 2, 4, 5, np.float64)
+    _, cache = run_forward(backend, variant, p, None)
+    kernel = backend.gru_backward if variant["cell"] == "gru" else backend.rnn_backward
+    dy, dh_n = np.zeros((3, 2, 5)), np.zeros((2, 5))
+    with pytest.raises(ValueError, match=r"dy must have shape \(3, 2, 5\)"):
+        kernel(dy[:, :1].copy(), dh_n, cache)
+    with pytest.raises(TypeError, match="dh_n must have dtype float64"):
+        kernel(dy, dh_n.astype(np.float32), cache)
+    with pytest.raises(ValueError, match="dh_n must be C-contiguous"):
+        kernel(dy, np.zeros((5, 2)).T, cache)
+    _, _, _, lstm_cache = forward(backend, random_problem(3, 2, 4, 5, np.float64))
+    with pytest.raises(TypeError, match="cache must be the one returned"):
+        kernel(dy, dh_n, lstm_cache)
+    with pytest.raises(TypeError, match="cache must be the one returned"):
+        backend.backward(dy, dh_n, dh_n, cache)
+
+
+# Batches of at most 4 take the small-batch kernels of recurrent.h, larger ones BLAS; the
+# hidden sizes exercise the vector main loops and their scalar tails (3H % 4 and H % 4 rows,
+# H % 8 and H % 32 columns).
+@pytest.mark.parametrize("variant_id", GRU_RNN)
+@pytest.mark.parametrize(
+    "B, H", [(1, 256), (2, 256), (3, 45), (4, 100), (1, 67), (4, 33), (5, 256), (33, 256)], ids=str
+)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_gru_rnn_code_paths_match_oracle(backend, dtype, tol, variant_id, B, H, with_lengths):
+    variant, p, lengths = cell_problem(variant_id, 12, B, 40, H, dtype, seed=B, lengths=with_lengths)
+    # Spectral radius about 0.8 (w_hh has std 0.5, times 1.6 / sqrt(H)): the recurrence matters but
+    # neither saturates nor, with relu, grows, so float32 rounding is not amplified.
+    p["w_hh"] *= dtype(1.6 / np.sqrt(H))
+    assert_cell_matches_oracle(backend, variant, p, lengths, dtype, tol, seed=B)
+
+
+@pytest.mark.parametrize("variant_id", GRU_RNN)
+@pytest.mark.parametrize("T, B", [(70, 33), (300, 4)], ids=str)
+def test_gru_rnn_inference_in_input_chunks_matches_training_and_oracle(backend, dtype, tol, variant_id, T, B):
+    variant, p, lengths = cell_problem(variant_id, T, B, 6, 9, dtype, seed=T, lengths=True)
+    p["w_hh"] *= dtype(1.6 / 3)  # a contractive recurrence (see above) over these long sequences
+    assert_inference_in_chunks_matches(backend, variant, p, lengths, tol)
+
+
+@pytest.mark.parametrize("variant_id", GRU_RNN)
+def test_gru_rnn_threads_running_concurrently_match_serial_results(backend, variant_id):
+    """The loops run without the GIL: concurrent calls must not share any workspace."""
+    from _cells import random_upstream, run_backward, run_forward
+
+    problems = [cell_problem(variant_id, 20, 3, 8, 16, np.float32, seed=s, lengths=s % 2 == 1) for s in range(4)]
+
+    def run(k):
+        variant, p, lengths = problems[k]
+        outputs, cache = run_forward(backend, variant, p, lengths)
+        grads = run_backward(backend, variant, random_upstream(variant, 20, 3, 16, np.float32, seed=k), cache)
+        return list(outputs.values()) + list(grads.values())
+
+    assert_concurrent_runs_match_serial(run)
+
+
+@pytest.mark.parametrize("variant_id", ["gru", "rnn-tanh"])
+@pytest.mark.parametrize("scale", [1e3, 1e30])
+def test_gru_rnn_huge_pre_activations_stay_finite_and_saturate(backend, dtype, variant_id, scale):
+    from _cells import random_upstream, run_backward, run_forward
+
+    variant, p, lengths = cell_problem(variant_id, 4, 3, 5, 6, dtype, lengths=True)
+    p["x"] = p["x"] * dtype(scale)
+    outputs, cache = run_forward(backend, variant, p, lengths)
+    grads = run_backward(backend, variant, random_upstream(variant, 4, 3, 6, dtype), cache)
+    assert all(np.isfinite(v).all() for v in outputs.values())
+    assert all(np.isfinite(g).all() for g in grads.values())
+    ref, _ = run_forward(ORACLE, variant, as64(p), lengths)
+    np.testing.assert_allclose(outputs["y"], ref["y"], rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- LSTM variant kernels
+
+LSTM_VARIANTS = ["lstm-peephole", "lstm-coupled", "lstm-peephole-coupled", "lstm-proj", "lstm-proj-peephole"]
+
+
+def run_variant(backend, variant_id, p, lengths, need_cache=True):
+    from _cells import VARIANTS, run_forward
+
+    return run_forward(backend, VARIANTS[variant_id], p, lengths, need_cache)
+
+
+@pytest.mark.parametrize(
+    "name, bad, error, match",
+    [
+        ("w_hr", np.zeros((3,), np.float32), ValueError, r"w_hr must be a 2-D ndarray of shape \(P, H\)"),
+        ("w_hr", np.zeros((0, 5), np.float32), ValueError, r"w_hr must be a 2-D ndarray"),
+        ("w_hr", np.zeros((3, 5), np.float64), TypeError, "w_hr must have dtype float32"),
+        ("w_hr", np.zeros((5, 3), np.float32).T, ValueError, "w_hr must be C-contiguous"),
+        ("w_hr", np.zeros((3, 6), np.float32), ValueError, r"w_ih must have shape \(24, 4\)"),
+        ("w_hh", np.zeros((20, 5), np.float32), ValueError, r"w_hh must have shape \(20, 3\)"),
+        ("h0", np.zeros((2, 5), np.float32), ValueError, r"h0 must have shape \(2, 3\)"),
+        ("peephole", np.zeros((4, 5), np.float32), ValueError, r"peephole must have shape \(3, 5\)"),
+        ("peephole", np.zeros((3, 5)), TypeError, "peephole must have dtype float32"),
+    ],
+)
+def test_lstm_variant_forward_rejects_inconsistent_arguments(backend, name, bad, error, match):
+    _, p, _ = cell_problem("lstm-proj-peephole", 3, 2, 4, 5, np.float32)
+    p[name] = bad
+    with pytest.raises(error, match=match):
+        run_variant(backend, "lstm-proj-peephole", p, np.array([3, 1]))
+
+
+def test_coupled_lstm_rejects_four_gate_weights(backend):
+    _, p, _ = cell_problem("lstm", 3, 2, 4, 5, np.float32)
+    with pytest.raises(ValueError, match=r"w_hh must be a 2-D ndarray of shape \(3H, H\)"):
+        run_variant(backend, "lstm-coupled", p, None)
+
+
+def test_lstm_variant_backward_rejects_inconsistent_arguments(backend):
+    _, p, _ = cell_problem("lstm-proj", 3, 2, 4, 5, np.float64)
+    _, cache = run_variant(backend, "lstm-proj", p, None)
+    dy, dh_n, dc_n = np.zeros((3, 2, 2)), np.zeros((2, 2)), np.zeros((2, 5))
+    with pytest.raises(ValueError, match=r"dy must have shape \(3, 2, 2\)"):
+        backend.backward(np.zeros((3, 2, 5)), dh_n, dc_n, cache)
+    with pytest.raises(ValueError, match=r"dh_n must have shape \(2, 2\)"):
+        backend.backward(dy, dc_n, dc_n, cache)
+    with pytest.raises(TypeError, match="dc_n must have dtype float64"):
+        backend.backward(dy, dh_n, dc_n.astype(np.float32), cache)
+    with pytest.raises(TypeError, match="cache must be the one returned"):
+        backend.gru_backward(dy, dh_n, cache)
+
+
+# The variants' products run through the same small-batch kernels (B <= 4) or BLAS as the
+# plain LSTM's, including the projection h = m @ w_hr.T with its P rows (odd P: row tails).
+@pytest.mark.parametrize("variant_id", LSTM_VARIANTS)
+@pytest.mark.parametrize("B, H, P", [(1, 256, 128), (2, 256, 67), (3, 45, 7), (4, 100, 33), (5, 256, 128), (33, 256, 45)], ids=str)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_lstm_variant_code_paths_match_oracle(backend, dtype, tol, variant_id, B, H, P, with_lengths):
+    from _cells import VARIANTS, make_inputs
+
+    variant = dict(VARIANTS[variant_id])
+    if variant.get("proj"):
+        variant["proj"] = P
+    p, lengths = make_inputs(variant, 12, B, 40, H, dtype, seed=B, lengths=with_lengths)
+    p["w_hh"] *= dtype(1.6 / np.sqrt(p["w_hh"].shape[1]))  # a contractive recurrence, as above
+    if variant.get("proj"):
+        p["w_hr"] *= dtype(2 / np.sqrt(H))
+    assert_cell_matches_oracle(backend, variant, p, lengths, dtype, tol, seed=B)
+
+
+@pytest.mark.parametrize("variant_id", ["lstm-peephole-coupled", "lstm-proj-peephole"])
+@pytest.mark.parametrize("T, B", [(70, 33), (300, 4)], ids=str)
+def test_lstm_variant_inference_in_input_chunks_matches_training_and_oracle(backend, dtype, tol, variant_id, T, B):
+    variant, p, lengths = cell_problem(variant_id, T, B, 6, 9, dtype, seed=T, lengths=True)
+    assert_inference_in_chunks_matches(backend, variant, p, lengths, tol)

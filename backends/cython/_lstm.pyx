@@ -14,9 +14,8 @@ Backward
        ``dh = dG[t] @ w_hh``;
     2. after the loop, the weight and input gradients as single GEMMs over all steps.
 
-The per-step products go to BLAS GEMM, except for batches of at most ``SMALL_BATCH`` (4)
-sequences: there a BLAS call costs more than its arithmetic, and the hand-written kernels of
-``lstm_recurrent.h`` stream ``w_hh`` once per step for the whole batch instead.
+The per-step products are those every cell shares (``_loops.pxd``): BLAS GEMM, or for
+batches of at most 4 sequences the hand-written kernels of ``recurrent.h``.
 
 ``forward`` and ``backward`` are the Python entry: they check every shape, dtype and
 contiguity before any compiled loop runs, so no call can read or write out of bounds.
@@ -28,18 +27,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from _blas cimport gemm
-
-cdef extern from "lstm_recurrent.h" nogil:
-    int SMALL_BATCH "LSTMCPU_SMALL_BATCH"
-    void lstm_recurrent_forward_f32(int nb, int H, const float* w_hh, const float* h,
-                                    float* G, int ldg, int reverse)
-    void lstm_recurrent_forward_f64(int nb, int H, const double* w_hh, const double* h,
-                                    double* G, int ldg, int reverse)
-    void lstm_recurrent_backward_f32(int nb, int H, const float* w_hh, const float* dG,
-                                     int ldg, float* dh, int reverse)
-    void lstm_recurrent_backward_f64(int nb, int H, const double* w_hh, const double* dG,
-                                     int ldg, double* dh, int reverse)
+from _loops cimport add_recurrent, backprop_recurrent, project_input, weight_gradients
 
 cdef extern from "lstm_cell.h" nogil:
     void lstm_cell_forward_f32(int H, float* gates, const float* bias, const float* c_prev,
@@ -54,12 +42,7 @@ cdef extern from "lstm_cell.h" nogil:
                                 const double* tanh_c, const double* dy, double* dh,
                                 double* dc, double* dgates)
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# Rows (steps x sequences) of the input projection per GEMM in inference: enough for BLAS
-# to run at full speed, few enough that the gate buffer stays small.
-INPUT_CHUNK_ROWS = 1024
-# BLAS takes 32-bit sizes: every matrix dimension handed to it must fit.
-_INT_MAX = 2 ** 31 - 1
+from ._entry import check, check_input, check_lengths, check_sizes, hidden_size, input_chunk
 
 
 cdef class LSTMCache:
@@ -70,47 +53,6 @@ cdef class LSTMCache:
     """
 
     cdef readonly object x, w_ih, w_hh, h0, c0, lengths, gates, c, tanh_c, y
-
-
-# ---------------------------------------------------------------------------- checks
-
-
-def _check(a, name, shape, dtype):
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype} (the dtype of x), got {a.dtype}")
-    if a.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
-
-
-def _check_sizes(T, B, I, H):
-    if min(T, B, I, H) < 1:
-        raise ValueError(
-            f"every size must be at least 1, got T={T}, B={B}, input size I={I}, hidden size H={H}"
-        )
-    if max(T * B, 4 * H, I) > _INT_MAX:
-        raise ValueError(
-            f"sizes too large for 32-bit BLAS: T*B={T * B}, 4H={4 * H}, I={I} (limit {_INT_MAX})"
-        )
-
-
-def _check_lengths(lengths, T, B):
-    """Return ``lengths`` as a contiguous int64 array, or None when every sequence is full."""
-    if lengths is None:
-        return None
-    arr = np.asarray(lengths)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be an integer array, got dtype {arr.dtype}")
-    if arr.shape != (B,):
-        raise ValueError(f"lengths must have shape ({B},), got {arr.shape}")
-    if arr.min() < 1 or arr.max() > T:
-        raise ValueError(f"lengths must lie in [1, {T}], got min {arr.min()} and max {arr.max()}")
-    if np.all(arr == T):
-        return None
-    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------- forward
@@ -147,28 +89,19 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
     >>> y.shape, cache is None, bool(np.array_equal(y[-1], h_n))
     ((3, 2, 5), True, True)
     """
-    if not isinstance(x, np.ndarray) or x.ndim != 3:
-        raise ValueError(f"x must be a 3-D ndarray (T, B, I), got {getattr(x, 'shape', type(x))}")
-    dtype = x.dtype
-    if dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"x must be float32 or float64, got {dtype}")
-    if not isinstance(w_hh, np.ndarray) or w_hh.ndim != 2 or w_hh.shape[0] != 4 * w_hh.shape[1]:
-        raise ValueError(f"w_hh must be a 2-D ndarray of shape (4H, H), got {getattr(w_hh, 'shape', type(w_hh))}")
+    dtype = check_input(x)
     T, B, I = x.shape
-    H = w_hh.shape[1]
-    _check_sizes(T, B, I, H)
-    _check(x, "x", (T, B, I), dtype)
-    _check(w_ih, "w_ih", (4 * H, I), dtype)
-    _check(w_hh, "w_hh", (4 * H, H), dtype)
-    _check(b, "b", (4 * H,), dtype)
-    _check(h0, "h0", (B, H), dtype)
-    _check(c0, "c0", (B, H), dtype)
-    lengths = _check_lengths(lengths, T, B)
+    H = hidden_size(w_hh, 4)
+    check_sizes(T, B, I, H, 4)
+    check(x, "x", (T, B, I), dtype)
+    check(w_ih, "w_ih", (4 * H, I), dtype)
+    check(w_hh, "w_hh", (4 * H, H), dtype)
+    check(b, "b", (4 * H,), dtype)
+    check(h0, "h0", (B, H), dtype)
+    check(c0, "c0", (B, H), dtype)
+    lengths = check_lengths(lengths, T, B)
 
-    # Training keeps every step's gates; inference projects the input a chunk of steps at a
-    # time into a buffer it reuses, so its memory does not grow with T.
-    chunk = T if need_cache else min(T, max(1, INPUT_CHUNK_ROWS // B))
-    gates = np.empty((chunk, B, 4 * H), dtype)
+    gates = np.empty((input_chunk(T, B, need_cache), B, 4 * H), dtype)
     y = np.zeros((T, B, H), dtype) if lengths is not None else np.empty((T, B, H), dtype)
     # Without a cache, c lives in two alternating (B, H) slots and tanh(c) in one.
     c_all = np.empty((T if need_cache else 2, B, H), dtype)
@@ -195,14 +128,6 @@ cdef inline void _cell_forward(int H, floating* gates, const floating* bias,
         lstm_cell_forward_f64(H, gates, bias, c_prev, c_out, tanh_c, h_out)
 
 
-cdef inline void _recurrent_forward(int nb, int H, const floating* w_hh, const floating* h,
-                                    floating* G, int ldg, int reverse) noexcept nogil:
-    if floating is float:
-        lstm_recurrent_forward_f32(nb, H, w_hh, h, G, ldg, reverse)
-    else:
-        lstm_recurrent_forward_f64(nb, H, w_hh, h, G, ldg, reverse)
-
-
 def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                   const floating[:, ::1] w_hh, const floating[::1] b,
                   const floating[:, ::1] h0, const floating[:, ::1] c0,
@@ -224,10 +149,7 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         for t in range(T):
             g = t % chunk
             if g == 0:
-                # NumPy: gates[:m] = (x[t:t + m].reshape(m * B, I) @ w_ih.T).reshape(m, B, 4H)
-                #        with m = min(chunk, T - t)
-                gemm(False, True, min(chunk, T - t) * B, G, I, 1, &x[t, 0, 0], I, &w_ih[0, 0], I,
-                     0, &gates[0, 0, 0], G)
+                project_input(t, T, B, I, G, chunk, &x[0, 0, 0], &w_ih[0, 0], &gates[0, 0, 0])
             if masked:
                 h_prev = &h_state[0, 0]
             else:
@@ -236,10 +158,7 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             s = t if need_cache else t & 1
             u = t if need_cache else 0
             # NumPy: gates[g] += h_prev @ w_hh.T
-            if B <= SMALL_BATCH:
-                _recurrent_forward(B, H, &w_hh[0, 0], h_prev, &gates[g, 0, 0], G, t & 1)
-            else:
-                gemm(False, True, B, G, H, 1, h_prev, H, &w_hh[0, 0], H, 1, &gates[g, 0, 0], G)
+            add_recurrent(t, B, H, G, &w_hh[0, 0], h_prev, &gates[g, 0, 0], G)
             for r in range(B):
                 if masked and t >= lengths[r]:
                     # Past this sequence's end: state unchanged, output stays zero.
@@ -287,9 +206,9 @@ def backward(dy, dh_n, dc_n, LSTMCache cache not None):
     T, B, I = x.shape
     H = cache.w_hh.shape[1]
     dtype = x.dtype
-    _check(dy, "dy", (T, B, H), dtype)
-    _check(dh_n, "dh_n", (B, H), dtype)
-    _check(dc_n, "dc_n", (B, H), dtype)
+    check(dy, "dy", (T, B, H), dtype)
+    check(dh_n, "dh_n", (B, H), dtype)
+    check(dc_n, "dc_n", (B, H), dtype)
     dgates = np.empty((T, B, 4 * H), dtype)
     dx = np.empty((T, B, I), dtype)
     dw_ih = np.empty((4 * H, I), dtype)
@@ -311,14 +230,6 @@ cdef inline void _cell_backward(int H, const floating* gates, const floating* c_
         lstm_cell_backward_f64(H, gates, c_prev, tanh_c, dy, dh, dc, dgates)
 
 
-cdef inline void _recurrent_backward(int nb, int H, const floating* w_hh, const floating* dG,
-                                     int ldg, floating* dh, int reverse) noexcept nogil:
-    if floating is float:
-        lstm_recurrent_backward_f32(nb, H, w_hh, dG, ldg, dh, reverse)
-    else:
-        lstm_recurrent_backward_f64(nb, H, w_hh, dG, ldg, dh, reverse)
-
-
 def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
                    const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
                    const floating[:, ::1] h0, const floating[:, ::1] c0,
@@ -329,10 +240,9 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
                    floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db):
     """The reverse time loop and the gradient GEMMs, without the GIL."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
-    cdef int G = 4 * H, t, r, j
+    cdef int G = 4 * H, t, r
     cdef bint masked = lengths is not None
     cdef const floating* c_prev
-    cdef const floating* row
     with nogil:
         for t in range(T - 1, -1, -1):
             c_prev = &c0[0, 0] if t == 0 else &c_all[t - 1, 0, 0]
@@ -345,24 +255,7 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
                                &dy[t, r, 0], &dh[r, 0], &dc[r, 0], &dgates[t, r, 0])
             # The cell pass zeroed dh on the rows it used; padded rows keep theirs.
             # NumPy: dh += dgates[t] @ w_hh
-            if B <= SMALL_BATCH:
-                _recurrent_backward(B, H, &w_hh[0, 0], &dgates[t, 0, 0], G, &dh[0, 0], t & 1)
-            else:
-                gemm(False, False, B, H, G, 1, &dgates[t, 0, 0], G, &w_hh[0, 0], H, 1, &dh[0, 0], H)
-        # NumPy: dw_ih = dgates.reshape(T * B, 4H).T @ x.reshape(T * B, I)
-        gemm(True, False, G, I, T * B, 1, &dgates[0, 0, 0], G, &x[0, 0, 0], I, 0, &dw_ih[0, 0], I)
-        # NumPy: dw_hh = dgates[0].T @ h0
-        gemm(True, False, G, H, B, 1, &dgates[0, 0, 0], G, &h0[0, 0], H, 0, &dw_hh[0, 0], H)
-        if T > 1:
-            # NumPy: dw_hh += dgates[1:].reshape(-1, 4H).T @ y[:-1].reshape(-1, H)
-            gemm(True, False, G, H, (T - 1) * B, 1, &dgates[1, 0, 0], G, &y[0, 0, 0], H, 1,
-                 &dw_hh[0, 0], H)
-        # NumPy: dx = (dgates.reshape(T * B, 4H) @ w_ih).reshape(T, B, I)
-        gemm(False, False, T * B, I, G, 1, &dgates[0, 0, 0], G, &w_ih[0, 0], I, 0, &dx[0, 0, 0], I)
-        # db = dgates.sum(axis=(0, 1))
-        memset(&db[0], 0, G * sizeof(floating))
-        for t in range(T):
-            for r in range(B):
-                row = &dgates[t, r, 0]
-                for j in range(G):
-                    db[j] += row[j]
+            backprop_recurrent(t, B, H, G, &w_hh[0, 0], &dgates[t, 0, 0], G, &dh[0, 0])
+        weight_gradients(T, B, I, H, G, &dgates[0, 0, 0], &dgates[0, 0, 0], &x[0, 0, 0],
+                         &w_ih[0, 0], &h0[0, 0], &y[0, 0, 0], &dx[0, 0, 0], &dw_ih[0, 0],
+                         &dw_hh[0, 0], &db[0])
