@@ -66,5 +66,8 @@ setup(
         [cython_extension(name) for name in ("_lstm", "_lstm_variants", "_gru", "_rnn")],
         compiler_directives=directives,
         include_path=["backends/cython"],
+        # The generated C of the two builds lives apart: Cython does not regenerate a .c file
+        # newer than its .pyx, so a shared one would keep the other build's directives.
+        build_dir=os.path.join("build", "cython-debug" if DEBUG else "cython"),
     ),
 )
