@@ -4,6 +4,7 @@ One LocalCluster of two single-threaded worker processes on loopback serves ever
 the module, configured as docs/scale-out.md recommends, and is always shut down.
 """
 
+import os
 import warnings
 
 import numpy as np
@@ -31,15 +32,24 @@ ONE_NUMBA_THREAD = "distributed.nanny.pre-spawn-environ.NUMBA_NUM_THREADS"
 
 @pytest.fixture(scope="module")
 def client():
-    with warnings.catch_warnings(), dask.config.set({ONE_NUMBA_THREAD: 1}):
-        # distributed warns about ports and its own deprecations while starting up.
-        warnings.simplefilter("ignore")
-        cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None,
-        )  # fmt: skip
+    # The nanny writes pre-spawn-environ into this process's os.environ for good; put it back
+    # once the workers exist, or Numba here would later see NUMBA_NUM_THREADS change under it.
+    saved_environ = dict(os.environ)
+    try:
+        with warnings.catch_warnings(), dask.config.set({ONE_NUMBA_THREAD: 1}):
+            # distributed warns about ports and its own deprecations while starting up.
+            warnings.simplefilter("ignore")
+            cluster = LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None,
+            )  # fmt: skip
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_environ)
     with cluster, Client(cluster) as client:
         yield client
+        for name in ("NUMBA_NUM_THREADS", "PYTHONHASHSEED"):
+            assert os.environ.get(name) == saved_environ.get(name), f"the cluster changed {name} here"
 
 
 def sign_task(n=48, T=5, F=2, seed=0):

@@ -1,5 +1,6 @@
 """Every Python example in the README and docs/ runs as written."""
 
+import os
 import pathlib
 import re
 
@@ -25,10 +26,13 @@ def test_example_runs(code, monkeypatch, tmp_path):
     if "dask" in code:
         pytest.importorskip("dask.distributed")
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    saved_environ = dict(os.environ)  # a Dask example's nanny writes into os.environ
     try:
         exec(compile(code, "<docs example>", "exec"), {"__name__": "__docs__"})
     finally:
         registry._reset_for_tests()  # forget backends an example registered
+        os.environ.clear()
+        os.environ.update(saved_environ)
 
 
 def test_examples_were_found():
