@@ -33,3 +33,30 @@ def upstream_grads(T, B, H, dtype, seed=1):
         rng.standard_normal((B, H)).astype(dtype),
         rng.standard_normal((B, H)).astype(dtype),
     )
+
+
+def results_in_threads(calls, repeats=3):
+    """Run every zero-argument callable of ``calls`` in its own thread, all released at once,
+    ``repeats`` times each; return the last result of each (an exception in a thread is
+    re-raised here)."""
+    import threading
+
+    results, errors = [None] * len(calls), []
+    barrier = threading.Barrier(len(calls))
+
+    def work(k):
+        try:
+            barrier.wait()
+            for _ in range(repeats):
+                results[k] = calls[k]()
+        except BaseException as exc:  # reported in the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results

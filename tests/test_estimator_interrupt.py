@@ -1,6 +1,5 @@
 """Ctrl-C during fit, and many threads predicting with one fitted estimator."""
 
-import threading
 
 import numpy as np
 import pytest
@@ -8,6 +7,8 @@ import pytest
 import lstmcpu
 from lstmcpu import LSTMClassifier, registry
 from lstmcpu.backends.numpy_backend import NumpyBackend
+
+from _lstm_helpers import results_in_threads
 
 
 class InterruptAt(NumpyBackend):
@@ -73,19 +74,7 @@ def test_eight_threads_predicting_at_once_equal_serial_calls(data, backend_name)
     clf = LSTMClassifier(hidden_size=8, max_iter=3, backend=backend_name, random_state=0).fit(X, y)
     batches = [X[k::8] for k in range(8)]
     serial = [clf.predict_proba(batch) for batch in batches]
-    results = [None] * 8
-    barrier = threading.Barrier(8)
-
-    def work(k):
-        barrier.wait()
-        for _ in range(5):
-            results[k] = clf.predict_proba(batches[k])
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = results_in_threads([lambda batch=batch: clf.predict_proba(batch) for batch in batches], repeats=5)
     for got, expected in zip(results, serial):
         np.testing.assert_array_equal(got, expected)
 

@@ -1,12 +1,13 @@
 """Thread safety, determinism and bounded memory of the layers, on every backend."""
 
-import threading
 import tracemalloc
 
 import numpy as np
 import pytest
 
 import lstmcpu
+
+from _lstm_helpers import results_in_threads
 
 
 def test_concurrent_inference_equals_serial(backend_name):
@@ -15,19 +16,7 @@ def test_concurrent_inference_equals_serial(backend_name):
     inputs = [rng.standard_normal((20, 4, 8)).astype(np.float32) for _ in range(8)]
     lengths = [rng.integers(1, 21, size=4) for _ in range(8)]
     serial = [layer(x, lengths=n)[0] for x, n in zip(inputs, lengths)]
-    results = [None] * 8
-    barrier = threading.Barrier(8)
-
-    def work(k):
-        barrier.wait()
-        for _ in range(3):
-            results[k] = layer(inputs[k], lengths=lengths[k])[0]
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = results_in_threads([lambda k=k: layer(inputs[k], lengths=lengths[k])[0] for k in range(8)])
     for got, expected in zip(results, serial):
         np.testing.assert_array_equal(got, expected)
 
