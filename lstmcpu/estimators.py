@@ -10,7 +10,6 @@ lean path through the network without re-checking it.
 """
 
 import numbers
-import threading
 import warnings
 from abc import ABCMeta, abstractmethod
 
@@ -23,9 +22,9 @@ from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
-from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
+from ._blas_threads import ONE_BLAS_THREAD
 from ._network import CELLS, RecurrentState, SequenceNetwork
 from ._sequences import as_sequences, is_sequence_list, pad_targets
 from ._validation import check_float_dtype
@@ -191,7 +190,7 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             val = (_take_steps(X_tm, val), _take(lengths, val), _take_targets(targets, val, self.output))
             X_tm, lengths = _take_steps(X_tm, train), _take(lengths, train)
             targets = _take_targets(targets, train, self.output)
-        with _SINGLE_THREADED_BLAS:
+        with ONE_BLAS_THREAD:
             self._run_epochs(X_tm, lengths, targets, val, backend, rng, incremental)
         return self
 
@@ -422,7 +421,7 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         seqs = self._check_fitted_X(X)
         backend = self._resolve_backend()
         X_tm, lengths = _time_major(seqs)
-        with _SINGLE_THREADED_BLAS:
+        with ONE_BLAS_THREAD:
             out = self._network_outputs(X_tm, lengths, backend)
         return self._outputs_per_sequence(out, seqs.X.shape[:2], seqs.lengths, seqs.kind)
 
@@ -498,7 +497,7 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 )
         backend = self._resolve_backend()
         X_tm, _ = _time_major(seqs)
-        with _SINGLE_THREADED_BLAS:
+        with ONE_BLAS_THREAD:
             out, states_n = net.forward(X_tm, None, backend, states=None if state is None else state.states)
         n_steps = X_tm.shape[0] + (0 if state is None else state.n_steps)
         out = self._outputs_per_sequence(out, seqs.X.shape[:2], None, seqs.kind)
@@ -878,40 +877,6 @@ class LSTMRegressor(RegressorMixin, _BaseLSTM):
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-class _SingleThreadedBLAS:
-    """Context manager: BLAS on one thread while any thread of the process trains or predicts.
-
-    A recurrent step multiplies small matrices (one time step of one minibatch); BLAS threads
-    only add synchronisation there, and on a busy machine they make training tens of times
-    slower. The first caller to enter limits BLAS, the last to leave restores the user's
-    setting, so concurrent calls do not leave the process single-threaded.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._active = 0
-        self._limit = None
-        self._controller = None
-
-    def __enter__(self):
-        with self._lock:
-            if self._active == 0:
-                if self._controller is None:  # inspecting the loaded libraries costs ~0.2 ms
-                    self._controller = ThreadpoolController()
-                self._limit = self._controller.limit(limits=1, user_api="blas")
-            self._active += 1
-
-    def __exit__(self, *exc_info):
-        with self._lock:
-            self._active -= 1
-            if self._active == 0:
-                self._limit.restore_original_limits()
-                self._limit = None
-
-
-_SINGLE_THREADED_BLAS = _SingleThreadedBLAS()
 
 
 def _ndim(X):

@@ -1,0 +1,78 @@
+"""BLAS on one thread while lstmcpu trains or predicts, from whichever Python threads call it.
+
+A recurrent step multiplies small matrices (one time step of one minibatch). BLAS threads only
+add synchronisation there, and on a busy machine they make training tens of times slower, so
+the estimators run BLAS on one thread and take their parallelism elsewhere (several Python
+threads calling ``predict`` at once, the kernels releasing the GIL).
+
+The BLAS thread count is process-wide state. :data:`ONE_BLAS_THREAD` is a context manager
+shared by every thread: the first caller to enter limits BLAS to one thread, the last to leave
+restores what the first found, so overlapping calls from several threads neither fight over
+the setting nor leave the process single-threaded.
+
+threadpoolctl (3.8 and later) lets only one *controlling* Python thread change OpenBLAS's
+process-wide setting and silently ignores the others; the thread that set a limit stays in
+control until it clears it. A limit set in one thread and restored in another (the last
+caller to leave is not always the first to enter) would therefore be lost, and calls from
+worker threads would run BLAS with all its threads (measured: 8 ``predict`` calls over 2
+threads took 1.5-5 s instead of 0.08-0.3 s). So, under this module's lock, each change
+first releases OpenBLAS control, then takes it for the change, then releases it again.
+"""
+
+import threading
+
+import threadpoolctl
+from threadpoolctl import ThreadpoolController
+
+__all__ = ["ONE_BLAS_THREAD"]
+
+
+def _release_openblas_control():
+    """Let the next thread that changes OpenBLAS's limit take control (threadpoolctl >= 3.8;
+    older versions have no controlling thread and nothing to release)."""
+    clear = getattr(threadpoolctl.OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
+class _OneBLASThread:
+    """Context manager: BLAS on one thread while any thread of the process is inside it.
+
+    Examples
+    --------
+    >>> from threadpoolctl import threadpool_info
+    >>> from lstmcpu._blas_threads import ONE_BLAS_THREAD
+    >>> with ONE_BLAS_THREAD:
+    ...     print({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+    {1}
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._active = 0
+        self._limiter = None
+        self._controller = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._active == 0:
+                if self._controller is None:  # inspecting the loaded libraries costs ~0.2 ms
+                    self._controller = ThreadpoolController().select(user_api="blas")
+                _release_openblas_control()
+                self._limiter = self._controller.limit(limits=1)
+                _release_openblas_control()
+            self._active += 1
+        return self
+
+    def __exit__(self, *exc_info):
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                _release_openblas_control()
+                self._limiter.restore_original_limits()
+                _release_openblas_control()
+                self._limiter = None
+
+
+#: The process's one instance; ``with ONE_BLAS_THREAD:`` around kernel calls.
+ONE_BLAS_THREAD = _OneBLASThread()
