@@ -8,6 +8,7 @@ import pytest
 import lstmcpu
 
 from _lstm_helpers import results_in_threads
+from benchmarks.memory_growth import growth  # the loop behind docs/reliability.md
 
 
 def test_concurrent_inference_equals_serial(backend_name):
@@ -68,3 +69,14 @@ def test_saturated_layer_stays_finite(backend_name, dtype, scale):
     grad_x, _ = layer.backward(np.ones_like(out))
     for a in (out, h_n, c_n, grad_x, *layer.grads.values()):
         assert np.isfinite(a).all()
+
+
+
+@pytest.mark.parametrize("rounds", [30, pytest.param(300, marks=pytest.mark.slow)])
+def test_repeated_fit_and_predict_do_not_grow_memory(backend_name, rounds):
+    traced, resident = growth(backend_name, rounds)
+    # One round allocates ~1 MB of arrays (the big predict batch): leaked rounds would add
+    # megabytes, a leaked cache or workspace per call at least 1.5 MB over 30 rounds.
+    assert traced < 256 * 1024, f"traced memory grew by {traced} bytes over {rounds} fit/predict rounds"
+    if resident is not None:
+        assert resident < 16 * 2**20, f"resident memory grew by {resident / 2**20:.1f} MiB over {rounds} rounds"
