@@ -39,10 +39,15 @@ def make_inputs(variant, T, B, I, H, dtype, seed=0, lengths=False):
     def draw(*shape, scale=0.5):
         return (scale * rng.standard_normal(shape)).astype(dtype)
 
+    def weights(rows, fan_in):
+        # 0.5 for the small edge shapes; like PyTorch's 1/sqrt(fan_in) init for larger ones, so
+        # that gates do not all saturate and relu states do not blow up with the size.
+        return draw(rows, fan_in, scale=min(0.5, 1.0 / np.sqrt(fan_in)))
+
     cell = variant["cell"]
     n_gates = {"lstm": 3 if variant.get("coupled") else 4, "gru": 3, "rnn": 1}[cell]
     R = variant.get("proj") or H  # width of h
-    inputs = dict(x=draw(T, B, I, scale=1.0), w_ih=draw(n_gates * H, I), w_hh=draw(n_gates * H, R),
+    inputs = dict(x=draw(T, B, I, scale=1.0), w_ih=weights(n_gates * H, I), w_hh=weights(n_gates * H, R),
                   b=draw(n_gates * H), h0=draw(B, R))  # fmt: skip
     if cell == "lstm":
         inputs["c0"] = draw(B, H)
@@ -51,7 +56,7 @@ def make_inputs(variant, T, B, I, H, dtype, seed=0, lengths=False):
             if variant.get("coupled"):
                 inputs["peephole"][0] = 0  # coupled gates have no input-gate peephole
         if variant.get("proj"):
-            inputs["w_hr"] = draw(R, H)
+            inputs["w_hr"] = weights(R, H)
     if cell == "gru":
         inputs["b_hn"] = draw(H)
     lengths_array = None
