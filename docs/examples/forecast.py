@@ -13,7 +13,7 @@ target of a later part. Baselines: the last value (naive) and a linear autoregre
 
 Run it from a checkout (needs matplotlib)::
 
-    python docs/examples/forecast.py                          # the full run (about a minute)
+    python docs/examples/forecast.py                          # the full run (seconds)
     python docs/examples/forecast.py --plot docs/examples/forecast.png
     python docs/examples/forecast.py --quick                  # a small model, seconds
 
