@@ -94,19 +94,16 @@ def bits_per_char(proba, y, classes):
 def ngram_baselines(train_text, held_out, classes):
     """Bits per character and accuracy of add-one unigram and bigram models of ``train_text``
     on the next characters of ``held_out`` (every character after the first)."""
-    index = {ch: i for i, ch in enumerate(classes)}
+    codes = np.searchsorted(classes, np.array(list(train_text)))
     K = len(classes)
-    unigram = np.ones(K)
+    unigram = np.bincount(codes[1:], minlength=K) + 1.0
     bigram = np.ones((K, K))
-    for prev, nxt in zip(train_text, train_text[1:]):
-        unigram[index[nxt]] += 1
-        if prev in index:
-            bigram[index[prev], index[nxt]] += 1
+    np.add.at(bigram, (codes[:-1], codes[1:]), 1)  # bigram[a, b]: times b followed a
     unigram /= unigram.sum()
     bigram /= bigram.sum(axis=1, keepdims=True)
     y = np.array(list(held_out[1:]))
     uni = np.tile(unigram, (len(y), 1))
-    bi = bigram[[index[ch] for ch in held_out[:-1]]]
+    bi = bigram[np.searchsorted(classes, np.array(list(held_out[:-1])))]
     return {
         "unigram": (bits_per_char(uni, y, classes), float(np.mean(classes[uni.argmax(1)] == y))),
         "bigram": (bits_per_char(bi, y, classes), float(np.mean(classes[bi.argmax(1)] == y))),
