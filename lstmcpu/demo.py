@@ -5,8 +5,16 @@ before. Here each sequence starts with one of a few symbols, then ``gap`` distra
 random noise symbols, then a query step; the label is the first symbol. A vanilla RNN's
 gradient fades over the gap; the gates of the LSTM and the GRU exist to carry the symbol
 across it. What a short training on a few hundred sequences actually achieves is printed,
-not assumed: with seed 0 the GRU bridges every gap tried, the LSTM up to 20 steps and the
-RNN up to 10.
+not assumed.
+
+The LSTM starts with its forget gates' bias at 4 (``forget_bias``): at first
+``sigmoid(4) = 0.98`` of the cell survives each step, 47% of it after the 42 steps of the
+longest sequences, where the usual bias of 1 keeps ``0.73 ** 42 = 2e-6`` and the gradient
+that should teach the network to hold the symbol vanishes before training can open the gate
+(with a bias of 1 the LSTM failed at gap 40 on each of 5 seeds; with 4 it learnt it on each
+of 10). This is the "chrono" reasoning of Tallec and Ollivier (2018): a forget bias of about
+``log(T)`` for dependencies over ``T`` steps. The RNN has no gate to set and the GRU ignores
+the option.
 
 The demo trains an RNN, an LSTM and a GRU at increasing gaps (data generated from a seed, no
 download), prints the test accuracy of each, times one training epoch on every available
@@ -26,6 +34,8 @@ from .estimators import LSTMClassifier
 CELLS = ("rnn", "lstm", "gru")
 GAPS = (5, 10, 20, 40)
 QUICK_GAPS = (5, 20)
+# The LSTM's initial forget-gate bias: about log(longest sequence) (see the module docstring).
+FORGET_BIAS = 4.0
 
 
 def make_task(n_samples, gap, n_symbols=4, n_distractors=4, seed=0):
@@ -64,7 +74,8 @@ def train_until_solved(cell, X, y, max_epochs, backend="auto", seed=0, chunk=5):
     """Fit ``chunk`` epochs at a time until the training accuracy reaches 99% or
     ``max_epochs`` have run. Returns the fitted classifier."""
     clf = LSTMClassifier(cell=cell, hidden_size=32, learning_rate=0.02, batch_size=32, max_iter=chunk,
-                         n_iter_no_change=max_epochs, warm_start=True, backend=backend, random_state=seed)  # fmt: skip
+                         n_iter_no_change=max_epochs, warm_start=True, backend=backend, random_state=seed,
+                         forget_bias=FORGET_BIAS)  # fmt: skip
     while clf.__dict__.get("n_iter_", 0) < max_epochs:
         clf.fit(X, y)
         if clf.score(X, y) >= 0.99:
@@ -153,7 +164,8 @@ def main(args):
     max_epochs = 20 if args.quick else 100
     n_train = 400 if args.quick else 800
     print(f"Remember the first of 4 symbols across a gap of distractors (chance: 25%), seed {args.seed}.")
-    print(f"RNN, LSTM and GRU with 32 hidden units, Adam, up to {max_epochs} epochs on {n_train} sequences.\n")
+    print(f"RNN, LSTM and GRU with 32 hidden units, Adam, up to {max_epochs} epochs on {n_train} sequences;")
+    print(f"the LSTM's forget gates start with a bias of {FORGET_BIAS:g}.\n")
     with threadpool_limits(1):
         results = run_experiment(gaps, n_train=n_train, max_epochs=max_epochs, backend=args.backend, seed=args.seed)
         print("\nTest accuracy (epochs trained):")

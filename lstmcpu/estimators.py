@@ -465,6 +465,11 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         >>> bool(np.allclose(np.concatenate([first, rest], axis=1), est.predict(X), atol=1e-6))
         True
         """
+        out, state = self._stream_outputs(X_chunk, state)
+        return self._decode_outputs(out), state
+
+    def _stream_outputs(self, X_chunk, state):
+        """Head outputs of one chunk of :meth:`predict_stream` and the carried state."""
         check_is_fitted(self)
         if self.bidirectional:
             raise ValueError(
@@ -501,7 +506,7 @@ class _BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             out, states_n = net.forward(X_tm, None, backend, states=None if state is None else state.states)
         n_steps = X_tm.shape[0] + (0 if state is None else state.n_steps)
         out = self._outputs_per_sequence(out, seqs.X.shape[:2], None, seqs.kind)
-        return self._decode_outputs(out), RecurrentState(states_n, n_steps)
+        return out, RecurrentState(states_n, n_steps)
 
     def predict(self, X):
         """Predict for each sequence (``output="last"``) or each time step (``"sequence"``).
@@ -752,6 +757,44 @@ class LSTMClassifier(ClassifierMixin, _BaseLSTM):
         if isinstance(proba, list):
             return [np.log(p) for p in proba]
         return np.log(proba)
+
+    def predict_proba_stream(self, X_chunk, state=None):
+        """Class probabilities chunk by chunk along time, carrying the recurrent state.
+
+        :meth:`predict_stream` with :meth:`predict_proba`'s output: what a sampler needs,
+        e.g. a character-level language model that feeds back each character it draws.
+
+        Parameters
+        ----------
+        X_chunk : array-like of shape (n_samples, n_steps, n_features) or (n_samples, n_steps)
+            The next time steps of the same ``n_samples`` sequences.
+        state : object or None
+            What the previous call (of this method or :meth:`predict_stream`) returned;
+            ``None`` starts new sequences.
+
+        Returns
+        -------
+        proba_chunk : ndarray
+            ``(n_samples, n_classes)`` after the chunk's last step with ``output="last"``;
+            ``(n_samples, n_steps, n_classes)`` for the chunk's steps with ``output="sequence"``.
+        state : object
+            Opaque, picklable state to pass with the next chunk.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lstmcpu import LSTMClassifier
+        >>> X = np.random.default_rng(0).standard_normal((20, 6, 1))
+        >>> clf = LSTMClassifier(hidden_size=4, output="sequence", random_state=0)
+        >>> clf = clf.fit(X, X[:, :, 0] > 0)
+        >>> first, state = clf.predict_proba_stream(X[:, :4])
+        >>> rest, state = clf.predict_proba_stream(X[:, 4:], state)
+        >>> proba = np.concatenate([first, rest], axis=1)
+        >>> proba.shape, bool(np.allclose(proba, clf.predict_proba(X), atol=1e-6))
+        ((20, 6, 2), True)
+        """
+        out, state = self._stream_outputs(X_chunk, state)
+        return self._probabilities(out), state
 
     def score(self, X, y):
         """Mean accuracy (per time step, over valid steps, with ``output="sequence"``)."""

@@ -356,6 +356,31 @@ def test_predict_stream_in_chunks_equals_all_at_once(output):
     assert state.n_steps == 12
 
 
+@pytest.mark.parametrize("output", ["last", "sequence"])
+def test_predict_proba_stream_in_chunks_equals_predict_proba(output):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((30, 10, 2))
+    labels = np.array(["a", "b", "c"])
+    y = labels[(X[:, :, 0].cumsum(axis=1) > 0).astype(int) + (X[:, :, 1] > 1)]
+    clf = small(LSTMClassifier, num_layers=2, output=output).fit(X, y if output == "sequence" else y[:, -1])
+    pieces, state = [], None
+    for start, stop in [(0, 1), (1, 4), (4, 10)]:
+        proba, state = clf.predict_proba_stream(X[:, start:stop], state)
+        if output == "last":
+            assert_allclose(proba, clf.predict_proba(X[:, :stop]), rtol=1e-5, atol=1e-6)
+        pieces.append(proba)
+    if output == "sequence":
+        assert_allclose(np.concatenate(pieces, axis=1), clf.predict_proba(X), rtol=1e-5, atol=1e-6)
+    # predict_stream continues from the state predict_proba_stream returned, and vice versa
+    head, state = clf.predict_proba_stream(X[:, :6])
+    tail, _ = clf.predict_stream(X[:, 6:], state)
+    full = clf.predict(X)
+    assert_array_equal(tail, full[:, 6:] if output == "sequence" else full)
+    assert_allclose(clf.predict_proba_stream(X[:, 6:], clf.predict_stream(X[:, :6])[1])[0],
+                    clf.predict_proba(X)[:, 6:] if output == "sequence" else clf.predict_proba(X),
+                    rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
 def test_pickle_round_trip_predicts_and_keeps_training_identically():
     X, y = sign_task()
     clf = small(LSTMClassifier).fit(X, y)
