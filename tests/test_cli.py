@@ -53,36 +53,37 @@ def test_flop_count():
 
 
 def test_demo_runs_as_a_module(tmp_path):
+    # --quick trains seed 0 for at most 20 epochs at gaps 5 and 50. At gap 50 the LSTM and the
+    # GRU learnt it (100% test accuracy, in 10 to 15 epochs, on the numpy and the Cython
+    # backends) and the RNN did not (24% on Cython, 63% on numpy: it is still near chance).
     plot = tmp_path / "demo.png"
     result = subprocess.run(
         [sys.executable, "-m", "lstmcpu", "demo", "--quick", "--backend", "numpy", "--out", str(plot)],
         capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
-    assert "Test accuracy" in result.stdout and "RNN" in result.stdout and "GRU" in result.stdout
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split() == ["gap", "RNN", "LSTM", "GRU"])
+    rows = {int(line.split()[0]): line.split()[1:] for line in lines[header + 1 : header + 3]}
+    assert rows[5][1::2] == ["1/1", "1/1", "1/1"], "every cell solves gap 5"
+    rnn, lstm, gru = (float(rows[50][i].rstrip("%")) for i in (0, 2, 4))
+    assert rows[50][1::2] == ["0/1", "1/1", "1/1"] and lstm == gru == 100 and rnn < 80, rows[50]
     assert "numpy:" in result.stdout, "the per-backend timing"
     assert plot.stat().st_size > 1000, "the plot was written"
 
 
 def test_demo_task_and_table():
-    from lstmcpu.demo import format_results, make_task
+    from lstmcpu.demo import format_results, make_task, run_seeds
 
     X, y = make_task(50, gap=7, n_symbols=3, n_distractors=5, seed=1)
     assert X.shape == (50, 9, 9) and set(np.unique(y)) <= {0, 1, 2}
     np.testing.assert_array_equal(X[:, 0, :3].argmax(axis=1), y)
     assert np.all(X.sum(axis=2) == 1), "exactly one symbol per step"
     assert np.all(X[:, -1, -1] == 1) and np.all(X[:, 1:-1, 3:8].sum(axis=2) == 1)
-    results = [dict(gap=g, cell=c, accuracy=a, epochs=e) for g, c, a, e in
-               [(5, "rnn", 1.0, 5), (5, "lstm", 0.5, 40), (5, "gru", 0.25, 3)]]  # fmt: skip
+    assert not np.array_equal(make_task(20, 3, seed=[0, 0])[0], make_task(20, 3, seed=[0, 1])[0])
+    assert run_seeds(2, 5) == [10, 11, 12, 13, 14] and run_seeds(0, 1) == [0]
+    results = [dict(gap=g, cell=c, accuracy=a) for g, c, a in
+               [(5, "rnn", 1.0), (5, "rnn", 0.25), (5, "rnn", 0.3), (5, "lstm", 0.96), (5, "lstm", 1.0),
+                (5, "lstm", 0.94), (5, "gru", 0.5), (5, "gru", 0.2), (5, "gru", 0.25)]]  # fmt: skip
     table = format_results(results, [5])
-    assert "RNN" in table.splitlines()[0] and "100% ( 5ep)" in table and " 50% (40ep)" in table
-
-
-def test_demo_lstm_bridges_the_longest_gap():
-    # With the demo's forget-gate bias the LSTM learns to carry the symbol across 40 steps
-    # (with the default bias of 1 it stayed near chance on every seed tried).
-    from lstmcpu.demo import make_task, train_until_solved
-
-    X, y = make_task(800, gap=40, seed=0)
-    X_test, y_test = make_task(400, gap=40, seed=1)
-    clf = train_until_solved("lstm", X, y, max_epochs=40)
-    assert clf.score(X_test, y_test) > 0.9
+    assert table.splitlines()[0].split() == ["gap", "RNN", "LSTM", "GRU"]
+    assert table.splitlines()[1].split() == ["5", "30%", "1/3", "96%", "2/3", "25%", "0/3"]
