@@ -53,6 +53,8 @@ QUICK = dict(gaps=(5, 50), n_seeds=1, n_train=800, max_epochs=20)
 FORGET_BIAS = 5.0
 # A seed "solves" a gap when its test accuracy reaches this.
 SOLVED = 0.95
+# The backend capability (lstmcpu.backend.CELLS) that each cell of the demo needs.
+CAPABILITY = {"rnn": "rnn_tanh", "lstm": "lstm", "gru": "gru"}
 
 
 def make_task(n_samples, gap, n_symbols=4, n_distractors=4, seed=0):
@@ -142,12 +144,26 @@ def run_seeds(seed, n_seeds):
     return [seed * n_seeds + r for r in range(n_seeds)]
 
 
+def backends_for(backend, cells=CELLS):
+    """The backend each cell trains on: ``backend`` where it implements the cell, else "auto".
+
+    Examples
+    --------
+    >>> backends_for("numpy")
+    {'rnn': 'numpy', 'lstm': 'numpy', 'gru': 'numpy'}
+    """
+    if backend == "auto":
+        return dict.fromkeys(cells, backend)
+    chosen = lstmcpu.get_backend(backend)
+    return {cell: backend if chosen.can_run(CAPABILITY[cell]) else "auto" for cell in cells}
+
+
 def run_experiment(gaps, seeds, cells=CELLS, n_train=800, n_test=400, max_epochs=100, backend="auto"):
     """Train every cell at every gap once per seed and measure its test accuracy.
 
     Repetition ``s`` trains on ``make_task(n_train, gap, seed=[s, 0])``, tests on the
     independent ``make_task(n_test, gap, seed=[s, 1])`` and starts the network from
-    ``random_state=s``.
+    ``random_state=s``. A cell that ``backend`` does not implement trains on ``"auto"``.
 
     Returns
     -------
@@ -162,6 +178,7 @@ def run_experiment(gaps, seeds, cells=CELLS, n_train=800, n_test=400, max_epochs
     >>> sorted(results[0])
     ['accuracy', 'backend', 'cell', 'epochs', 'gap', 'seconds', 'seed']
     """
+    backends = backends_for(backend, cells)
     results = []
     with tqdm(total=len(gaps) * len(seeds) * len(cells), desc="training", unit="model") as bar:
         for gap in gaps:
@@ -171,7 +188,7 @@ def run_experiment(gaps, seeds, cells=CELLS, n_train=800, n_test=400, max_epochs
                 for cell in cells:
                     bar.set_postfix(gap=gap, seed=seed, cell=cell)
                     start = time.perf_counter()
-                    clf = train_until_solved(cell, X, y, max_epochs, backend, seed)
+                    clf = train_until_solved(cell, X, y, max_epochs, backends[cell], seed)
                     results.append(dict(gap=gap, seed=seed, cell=cell, accuracy=clf.score(X_test, y_test),
                                         epochs=clf.n_iter_, seconds=time.perf_counter() - start,
                                         backend=clf.backend_))  # fmt: skip
@@ -303,7 +320,15 @@ def main(args):
     seeds = run_seeds(args.seed, config["n_seeds"])
     print(f"Remember the first of 4 symbols across a gap of distractors (chance: 25%), seeds {seeds}.")
     print(f"RNN, LSTM and GRU with 32 hidden units, Adam, up to {max_epochs} epochs on {n_train} sequences;")
-    print(f"the LSTM's forget gates start with a bias of {FORGET_BIAS:g}.\n")
+    print(f"the LSTM's forget gates start with a bias of {FORGET_BIAS:g}.")
+    try:
+        backends = backends_for(args.backend)
+    except (ValueError, lstmcpu.BackendUnavailableError) as exc:
+        raise SystemExit(f"lstmcpu demo: {exc}") from None
+    elsewhere = [cell.upper() for cell, name in backends.items() if name != args.backend]
+    if elsewhere:
+        print(f"The {args.backend} backend does not implement the {' and '.join(elsewhere)}: they train on 'auto'.")
+    print()
     with threadpool_limits(1):
         results = run_experiment(gaps, seeds, n_train=n_train, max_epochs=max_epochs, backend=args.backend)
         print(f"\nTest accuracy: median over the seeds, and how many of the {len(seeds)} reached {SOLVED:.0%}:")

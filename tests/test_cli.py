@@ -7,8 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from lstmcpu import bench
+import lstmcpu
+from lstmcpu import bench, registry
 from lstmcpu.__main__ import main
+from lstmcpu.backends.numpy_backend import NumpyBackend
 
 
 def test_info_lists_backends_and_blas(capsys):
@@ -87,3 +89,21 @@ def test_demo_task_and_table():
     table = format_results(results, [5])
     assert table.splitlines()[0].split() == ["gap", "RNN", "LSTM", "GRU"]
     assert table.splitlines()[1].split() == ["5", "30%", "1/3", "96%", "2/3", "25%", "0/3"]
+
+
+class LSTMOnly(NumpyBackend):
+    name = "lstm-only"
+    cells = ("lstm",)
+
+
+def test_demo_trains_other_cells_on_auto_when_the_backend_lacks_them():
+    from lstmcpu.demo import backends_for
+
+    assert backends_for("numpy") == {"rnn": "numpy", "lstm": "numpy", "gru": "numpy"}
+    lstmcpu.register_backend("lstm-only", LSTMOnly, replace=True)
+    try:
+        assert backends_for("lstm-only") == {"rnn": "auto", "lstm": "lstm-only", "gru": "auto"}
+    finally:
+        registry._reset_for_tests()
+    with pytest.raises(SystemExit, match="unknown backend 'fortran'"):
+        main(["demo", "--backend", "fortran"])
