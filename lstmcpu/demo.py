@@ -327,15 +327,16 @@ def main(args):
         raise SystemExit(f"lstmcpu demo: {exc}") from None
     elsewhere = [cell.upper() for cell, name in backends.items() if name != args.backend]
     if elsewhere:
-        print(f"The {args.backend} backend does not implement the {' and '.join(elsewhere)}: they train on 'auto'.")
+        print(f"Cells the {args.backend} backend does not implement ({', '.join(elsewhere)}) train on 'auto'.")
     print()
     with threadpool_limits(1):
         results = run_experiment(gaps, seeds, n_train=n_train, max_epochs=max_epochs, backend=args.backend)
         print(f"\nTest accuracy: median over the seeds, and how many of the {len(seeds)} reached {SOLVED:.0%}:")
         print(format_results(results, gaps))
-        backends = lstmcpu.available_backends() if args.backend == "auto" else [args.backend]
-        timings = time_backends(gaps[-1], backends, n_train=n_train, epochs=1 if args.quick else 3, seed=args.seed)
-    print(f"\nOne LSTM training epoch at gap {gaps[-1]} ({n_train} sequences of {gaps[-1] + 2} steps), 1 thread:")
+        timed = lstmcpu.available_backends() if args.backend == "auto" else [args.backend]
+        timings = time_backends(gaps[-1], timed, n_train=n_train, epochs=1 if args.quick else 3, seed=args.seed)
+    shape = f"{n_train} sequences of {gaps[-1] + 2} steps"
+    print(f"\nOne LSTM training epoch at gap {gaps[-1]} ({shape}), BLAS on 1 thread:")
     fastest = min(timings.values())
     for name, ms in timings.items():
         print(f"  {name:>8}: {ms:8.1f} ms  ({ms / fastest:.1f}x the fastest)")
