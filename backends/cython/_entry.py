@@ -4,6 +4,8 @@ Every shape, dtype and contiguity is checked here before any compiled loop runs,
 call can read or write out of bounds.
 """
 
+import os
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -12,6 +14,33 @@ INT_MAX = 2**31 - 1
 # Rows (steps x sequences) of the input projection per GEMM in inference: enough for BLAS
 # to run at full speed, few enough that the gate buffer stays small.
 INPUT_CHUNK_ROWS = 1024
+# A single sequence splits the units of each step over two threads when a step is long
+# enough to pay for its two hand-offs between cores (about a microsecond): from this many
+# hidden units on (w_hh of 256 KiB in float32).
+TWO_THREADS_MIN_HIDDEN = 128
+# The threadpoolctl controllers of the BLAS libraries, found on first use.
+_blas_controllers = None
+
+
+def blas_threads():
+    """The thread limit of the BLAS that scipy (hence these kernels) calls: what
+    ``threadpoolctl.threadpool_limits`` or ``OPENBLAS_NUM_THREADS`` set; 1 if unknown."""
+    global _blas_controllers
+    if _blas_controllers is None:
+        from threadpoolctl import ThreadpoolController
+
+        libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        scipy_libs = [c for c in libs if "scipy" in os.path.basename(os.path.dirname(c.filepath))]
+        _blas_controllers = scipy_libs or libs
+    return min((c.get_num_threads() for c in _blas_controllers), default=1)
+
+
+def step_threads(B, H):
+    """Threads for the time loop of an LSTM kernel call: 2 for a single sequence with at
+    least TWO_THREADS_MIN_HIDDEN units when the BLAS limit allows 2, else 1."""
+    if B != 1 or H < TWO_THREADS_MIN_HIDDEN:
+        return 1
+    return min(2, blas_threads())
 
 
 def input_chunk(T, B, need_cache):

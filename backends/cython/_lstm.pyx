@@ -15,7 +15,9 @@ Backward
     2. after the loop, the weight and input gradients as single GEMMs over all steps.
 
 The per-step products are those every cell shares (``_loops.pxd``): BLAS GEMM, or for
-batches of at most 4 sequences the hand-written kernels of ``recurrent.h``.
+batches of at most 4 sequences the hand-written kernels of ``recurrent.h``. A single
+sequence takes the kernel of ``lstm_fused.h`` instead: the product and the gate pass of a
+step in one pass.
 
 ``forward`` and ``backward`` are the Python entry: they check every shape, dtype and
 contiguity before any compiled loop runs, so no call can read or write out of bounds.
@@ -42,7 +44,20 @@ cdef extern from "lstm_cell.h" nogil:
                                 const double* tanh_c, const double* dy, double* dh,
                                 double* dc, double* dgates)
 
-from ._entry import check, check_input, check_lengths, check_sizes, hidden_size, input_chunk
+cdef extern from "lstm_fused.h" nogil:
+    ctypedef struct lstmcpu_team:
+        pass
+    int lstmcpu_team_start(lstmcpu_team* team, int H, int f64)
+    void lstmcpu_team_stop(lstmcpu_team* team)
+    void lstm_fused_step_f32(lstmcpu_team* team, int H, const float* w_hh, const float* h_prev, float* gates,
+                             const float* bias, const float* c_prev, float* c_out,
+                             float* tanh_c, float* h_out, int reverse)
+    void lstm_fused_step_f64(lstmcpu_team* team, int H, const double* w_hh, const double* h_prev, double* gates,
+                             const double* bias, const double* c_prev, double* c_out,
+                             double* tanh_c, double* h_out, int reverse)
+
+from ._entry import (check, check_input, check_lengths, check_sizes, hidden_size, input_chunk,
+                     step_threads)
 
 
 cdef class LSTMCache:
@@ -108,7 +123,7 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
     tanh_c = np.empty((T if need_cache else 1, B, H), dtype)
     h_state = h0.copy() if lengths is not None else None
     last = _forward_loop(x, w_ih, w_hh, b, h0, c0, lengths, gates, y, c_all, tanh_c, h_state,
-                         need_cache)
+                         need_cache, step_threads(B, H))
     h_n = h_state if lengths is not None else y[T - 1].copy()
     c_n = c_all[last].copy()
     if not need_cache:
@@ -128,16 +143,30 @@ cdef inline void _cell_forward(int H, floating* gates, const floating* bias,
         lstm_cell_forward_f64(H, gates, bias, c_prev, c_out, tanh_c, h_out)
 
 
+cdef inline void _fused_step(lstmcpu_team* team, int H, const floating* w_hh, const floating* h_prev,
+                             floating* gates, const floating* bias, const floating* c_prev,
+                             floating* c_out, floating* tanh_c, floating* h_out,
+                             int reverse) noexcept nogil:
+    if floating is float:
+        lstm_fused_step_f32(team, H, w_hh, h_prev, gates, bias, c_prev, c_out, tanh_c, h_out,
+                            reverse)
+    else:
+        lstm_fused_step_f64(team, H, w_hh, h_prev, gates, bias, c_prev, c_out, tanh_c, h_out,
+                            reverse)
+
+
 def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                   const floating[:, ::1] w_hh, const floating[::1] b,
                   const floating[:, ::1] h0, const floating[:, ::1] c0,
                   const int64_t[::1] lengths, floating[:, :, ::1] gates,
                   floating[:, :, ::1] y, floating[:, :, ::1] c_all,
-                  floating[:, :, ::1] tanh_c, floating[:, ::1] h_state, bint need_cache):
+                  floating[:, :, ::1] tanh_c, floating[:, ::1] h_state, bint need_cache,
+                  int threads):
     """The time loop, without the GIL; returns the slot of ``c_all`` holding ``c_n``.
 
     ``gates`` holds ``gates.shape[0]`` steps: all of them, or a chunk that the input
-    projection refills every that many steps.
+    projection refills every that many steps. A single sequence runs its steps on
+    ``threads`` (1 or 2) threads.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef int G = 4 * H, t, r, g, s = 0, s_prev = 0, u = 0
@@ -145,7 +174,12 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef bint masked = lengths is not None
     cdef const floating* h_prev
     cdef const floating* c_prev
+    cdef lstmcpu_team team_storage
+    cdef lstmcpu_team* team = NULL
+    cdef int f64 = sizeof(floating) == sizeof(double)
     with nogil:
+        if B == 1 and threads > 1 and lstmcpu_team_start(&team_storage, H, f64) == 0:
+            team = &team_storage
         for t in range(T):
             g = t % chunk
             if g == 0:
@@ -157,6 +191,14 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             c_prev = &c0[0, 0] if t == 0 else &c_all[s_prev, 0, 0]
             s = t if need_cache else t & 1
             u = t if need_cache else 0
+            if B == 1 and not (masked and t >= lengths[0]):
+                # NumPy: gates[g] += h_prev @ w_hh.T, then the gate pass of the one row
+                _fused_step(team, H, &w_hh[0, 0], h_prev, &gates[g, 0, 0], &b[0], c_prev,
+                            &c_all[s, 0, 0], &tanh_c[u, 0, 0], &y[t, 0, 0], t & 1)
+                if masked:
+                    memcpy(&h_state[0, 0], &y[t, 0, 0], H * sizeof(floating))
+                s_prev = s
+                continue
             # NumPy: gates[g] += h_prev @ w_hh.T
             add_recurrent(t, B, H, G, &w_hh[0, 0], h_prev, &gates[g, 0, 0], G)
             for r in range(B):
@@ -169,6 +211,8 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                 if masked:
                     memcpy(&h_state[r, 0], &y[t, r, 0], H * sizeof(floating))
             s_prev = s
+        if team != NULL:
+            lstmcpu_team_stop(team)
     return s
 
 
