@@ -205,29 +205,33 @@ def test_single_long_sequence_matches_oracle(backend, dtype, tol, H, with_length
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("with_length", [False, True], ids=["full", "length"])
-def test_single_sequence_on_two_threads_equals_one_thread(backend, dtype, tol, with_length):
-    """With BLAS allowed two threads, a single sequence splits each step's units over two
-    threads; every unit is computed as on one thread, so the results are identical."""
+# With BLAS allowed two threads the forward loop splits a single sequence's units, or a
+# batch's sequences in blocks of 4 (the second thread gets a scalar tail of units / a
+# partial block), and the input projection's rows.
+@pytest.mark.parametrize("B, H", [(1, 133), (13, 67)], ids=str)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_forward_on_two_threads_equals_one_thread(backend, dtype, tol, B, H, with_lengths):
+    """Every output is computed as on one thread, so the results are identical."""
     from threadpoolctl import threadpool_limits
 
-    from lstmcpu.backends.cython._entry import TWO_THREADS_MIN_HIDDEN, step_threads
+    from lstmcpu.backends.cython._entry import step_threads
 
-    H = TWO_THREADS_MIN_HIDDEN + 5  # a scalar tail of units on the second thread
-    p = random_problem(30, 1, 5, H, dtype, seed=3)
+    p = random_problem(30, B, 5, H, dtype, seed=3, lengths=with_lengths)
     p["w_hh"] *= dtype(1.6 / np.sqrt(H))
-    if with_length:
+    if with_lengths and B == 1:
         p["lengths"] = np.array([26])
     results = {}
     for threads in (1, 2):
         with threadpool_limits(threads, user_api="blas"):
-            assert step_threads(1, H) == threads and step_threads(2, H) == 1
-            results[threads] = forward(backend, p)
-    (*one, cache1), (*two, cache2) = results[1], results[2]
-    for a, b in zip(one + [cache1.gates, cache1.c], two + [cache2.gates, cache2.c]):
+            assert step_threads(B, H) == threads
+            results[threads] = {need_cache: forward(backend, p, need_cache) for need_cache in (True, False)}
+    one, two = results[1][True], results[2][True]
+    for a, b in zip(one[:3] + (one[3].gates, one[3].c), two[:3] + (two[3].gates, two[3].c)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(results[1][False][:3], results[2][False][:3]):
         np.testing.assert_array_equal(a, b)
     ref = forward(ORACLE, as64(p))
-    for got, want in zip(two, ref[:3]):
+    for got, want in zip(two[:3], ref[:3]):
         np.testing.assert_allclose(got, want, **tol)
 
 

@@ -14,10 +14,13 @@ INT_MAX = 2**31 - 1
 # Rows (steps x sequences) of the input projection per GEMM in inference: enough for BLAS
 # to run at full speed, few enough that the gate buffer stays small.
 INPUT_CHUNK_ROWS = 1024
-# A single sequence splits the units of each step over two threads when a step is long
-# enough to pay for its two hand-offs between cores (about a microsecond): from this many
-# hidden units on (w_hh of 256 KiB in float32).
-TWO_THREADS_MIN_HIDDEN = 128
+# The forward time loop runs on two threads (lstm_step.h) when a step is long enough to
+# pay for its two hand-offs between cores (about a microsecond), from this many
+# multiply-adds per step of the recurrent product (a single sequence with H = 128, w_hh of
+# 256 KiB in float32), and when the batch splits: one sequence (its units are split) or at
+# least 8 (blocks of 4 sequences are split).
+TWO_THREADS_MIN_MACS = 4 * 128 * 128
+
 # The threadpoolctl controllers of the BLAS libraries, found on first use.
 _blas_controllers = None
 
@@ -36,9 +39,9 @@ def blas_threads():
 
 
 def step_threads(B, H):
-    """Threads for the time loop of an LSTM kernel call: 2 for a single sequence with at
-    least TWO_THREADS_MIN_HIDDEN units when the BLAS limit allows 2, else 1."""
-    if B != 1 or H < TWO_THREADS_MIN_HIDDEN:
+    """Threads for the forward time loop of an LSTM kernel call: 2 when the BLAS limit
+    allows 2 and the steps pay for them (see TWO_THREADS_MIN_MACS), else 1."""
+    if 4 * B * H * H < TWO_THREADS_MIN_MACS or 1 < B < 8:
         return 1
     return min(2, blas_threads())
 

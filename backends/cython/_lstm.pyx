@@ -14,10 +14,14 @@ Backward
        ``dh = dG[t] @ w_hh``;
     2. after the loop, the weight and input gradients as single GEMMs over all steps.
 
-The per-step products are those every cell shares (``_loops.pxd``): BLAS GEMM, or for
-batches of at most 4 sequences the hand-written kernels of ``recurrent.h``. A single
-sequence takes the kernel of ``lstm_fused.h`` instead: the product and the gate pass of a
-step in one pass.
+The forward products run in ``lstm_step.h`` with no BLAS call, on one or two threads
+(``_entry.step_threads``: two when BLAS may use two and the steps are long enough): the
+input projection and, for batches of more than one, the per-step product are
+register-blocked kernels over ``w_ih`` and ``w_hh`` packed once per call
+(``lstm_panel.h``); a single sequence takes the fused step of ``lstm_fused.h`` on ``w_hh``
+as it is. Results do not depend on the number of threads. The backward products are those
+every cell shares (``_loops.pxd``): BLAS GEMM, or for batches of at most 4 sequences the
+hand-written kernels of ``recurrent.h``.
 
 ``forward`` and ``backward`` are the Python entry: they check every shape, dtype and
 contiguity before any compiled loop runs, so no call can read or write out of bounds.
@@ -29,14 +33,9 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from _loops cimport add_recurrent, backprop_recurrent, project_input, weight_gradients
+from _loops cimport backprop_recurrent, weight_gradients
 
 cdef extern from "lstm_cell.h" nogil:
-    void lstm_cell_forward_f32(int H, float* gates, const float* bias, const float* c_prev,
-                               float* c_out, float* tanh_c, float* h_out)
-    void lstm_cell_forward_f64(int H, double* gates, const double* bias,
-                               const double* c_prev, double* c_out, double* tanh_c,
-                               double* h_out)
     void lstm_cell_backward_f32(int H, const float* gates, const float* c_prev,
                                 const float* tanh_c, const float* dy, float* dh, float* dc,
                                 float* dgates)
@@ -44,17 +43,33 @@ cdef extern from "lstm_cell.h" nogil:
                                 const double* tanh_c, const double* dy, double* dh,
                                 double* dc, double* dgates)
 
-cdef extern from "lstm_fused.h" nogil:
+cdef extern from "lstm_step.h" nogil:
     ctypedef struct lstmcpu_team:
-        pass
-    int lstmcpu_team_start(lstmcpu_team* team, int H, int f64)
+        void* arg
+    ctypedef struct lstm_forward_args:
+        int f64, B, H, n_in
+        const void* w_hh
+        const void* w_ih_panels
+        const void* bias
+        const int64_t* lengths
+        const void* x
+        int rows
+        int t
+        const void* h_prev
+        const void* c_prev
+        void* gates
+        void* c_out
+        void* tanh_c
+        void* h_out
+    size_t lstm_panel_size_f32(int rows, int K)
+    size_t lstm_panel_size_f64(int rows, int K)
+    void lstm_pack_panels_f32(int rows, int K, const float* w, float* P)
+    void lstm_pack_panels_f64(int rows, int K, const double* w, double* P)
+    void lstmcpu_team_start(lstmcpu_team* team, void (*run)(void*, int, int) noexcept nogil,
+                            void* arg, int threads)
     void lstmcpu_team_stop(lstmcpu_team* team)
-    void lstm_fused_step_f32(lstmcpu_team* team, int H, const float* w_hh, const float* h_prev, float* gates,
-                             const float* bias, const float* c_prev, float* c_out,
-                             float* tanh_c, float* h_out, int reverse)
-    void lstm_fused_step_f64(lstmcpu_team* team, int H, const double* w_hh, const double* h_prev, double* gates,
-                             const double* bias, const double* c_prev, double* c_out,
-                             double* tanh_c, double* h_out, int reverse)
+    void lstm_step_run(void* arg, int part, int parts) noexcept nogil
+    void lstm_forward_team_run(lstmcpu_team* team, int project)
 
 from ._entry import (check, check_input, check_lengths, check_sizes, hidden_size, input_chunk,
                      step_threads)
@@ -122,8 +137,9 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
     c_all = np.empty((T if need_cache else 2, B, H), dtype)
     tanh_c = np.empty((T if need_cache else 1, B, H), dtype)
     h_state = h0.copy() if lengths is not None else None
+    w_hh_panels = _panels(w_hh) if B > 1 else None
     last = _forward_loop(x, w_ih, w_hh, b, h0, c0, lengths, gates, y, c_all, tanh_c, h_state,
-                         need_cache, step_threads(B, H))
+                         _panels(w_ih), w_hh_panels, need_cache, step_threads(B, H))
     h_n = h_state if lengths is not None else y[T - 1].copy()
     c_n = c_all[last].copy()
     if not need_cache:
@@ -134,25 +150,19 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
     return y, h_n, c_n, cache
 
 
-cdef inline void _cell_forward(int H, floating* gates, const floating* bias,
-                               const floating* c_prev, floating* c_out, floating* tanh_c,
-                               floating* h_out) noexcept nogil:
+cdef inline void _pack(int rows, int K, const floating* w, floating* panels) noexcept nogil:
     if floating is float:
-        lstm_cell_forward_f32(H, gates, bias, c_prev, c_out, tanh_c, h_out)
+        lstm_pack_panels_f32(rows, K, w, panels)
     else:
-        lstm_cell_forward_f64(H, gates, bias, c_prev, c_out, tanh_c, h_out)
+        lstm_pack_panels_f64(rows, K, w, panels)
 
 
-cdef inline void _fused_step(lstmcpu_team* team, int H, const floating* w_hh, const floating* h_prev,
-                             floating* gates, const floating* bias, const floating* c_prev,
-                             floating* c_out, floating* tanh_c, floating* h_out,
-                             int reverse) noexcept nogil:
-    if floating is float:
-        lstm_fused_step_f32(team, H, w_hh, h_prev, gates, bias, c_prev, c_out, tanh_c, h_out,
-                            reverse)
-    else:
-        lstm_fused_step_f64(team, H, w_hh, h_prev, gates, bias, c_prev, c_out, tanh_c, h_out,
-                            reverse)
+def _panels(w):
+    """An uninitialised buffer for ``w`` (rows, K) packed in panels (``lstm_panel.h``)."""
+    rows, K = w.shape
+    if w.dtype == np.float32:
+        return np.empty(lstm_panel_size_f32(rows, K), w.dtype)
+    return np.empty(lstm_panel_size_f64(rows, K), w.dtype)
 
 
 def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
@@ -160,59 +170,60 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                   const floating[:, ::1] h0, const floating[:, ::1] c0,
                   const int64_t[::1] lengths, floating[:, :, ::1] gates,
                   floating[:, :, ::1] y, floating[:, :, ::1] c_all,
-                  floating[:, :, ::1] tanh_c, floating[:, ::1] h_state, bint need_cache,
+                  floating[:, :, ::1] tanh_c, floating[:, ::1] h_state,
+                  floating[::1] w_ih_panels, floating[::1] w_hh_panels, bint need_cache,
                   int threads):
     """The time loop, without the GIL; returns the slot of ``c_all`` holding ``c_n``.
 
     ``gates`` holds ``gates.shape[0]`` steps: all of them, or a chunk that the input
-    projection refills every that many steps. A single sequence runs its steps on
-    ``threads`` (1 or 2) threads.
+    projection refills every that many steps. ``w_ih_panels`` and ``w_hh_panels`` receive
+    the packed weights (``w_hh_panels`` is None for a batch of one, whose kernel reads
+    ``w_hh`` as it is). The projections and steps run on ``threads`` (1 or 2) threads.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
-    cdef int G = 4 * H, t, r, g, s = 0, s_prev = 0, u = 0
+    cdef int t, r, g, s = 0, s_prev = 0, u = 0
     cdef int chunk = gates.shape[0]
     cdef bint masked = lengths is not None
-    cdef const floating* h_prev
     cdef const floating* c_prev
-    cdef lstmcpu_team team_storage
-    cdef lstmcpu_team* team = NULL
-    cdef int f64 = sizeof(floating) == sizeof(double)
+    cdef lstmcpu_team team
+    cdef lstm_forward_args a
     with nogil:
-        if B == 1 and threads > 1 and lstmcpu_team_start(&team_storage, H, f64) == 0:
-            team = &team_storage
+        _pack(4 * H, I, &w_ih[0, 0], &w_ih_panels[0])
+        if B > 1:
+            _pack(4 * H, H, &w_hh[0, 0], &w_hh_panels[0])
+        a.f64, a.B, a.H, a.n_in = sizeof(floating) == sizeof(double), B, H, I
+        a.w_hh = &w_hh[0, 0] if B == 1 else &w_hh_panels[0]
+        a.w_ih_panels, a.bias = &w_ih_panels[0], &b[0]
+        a.lengths = &lengths[0] if masked else NULL
+        lstmcpu_team_start(&team, lstm_step_run, &a, threads)
         for t in range(T):
             g = t % chunk
             if g == 0:
-                project_input(t, T, B, I, G, chunk, &x[0, 0, 0], &w_ih[0, 0], &gates[0, 0, 0])
+                # NumPy: gates[:m] = x[t:t + m] @ w_ih.T, m = min(chunk, T - t)
+                a.x, a.rows, a.gates = &x[t, 0, 0], min(chunk, T - t) * B, &gates[0, 0, 0]
+                lstm_forward_team_run(&team, 1)
             if masked:
-                h_prev = &h_state[0, 0]
+                a.h_prev = &h_state[0, 0]
             else:
-                h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
+                a.h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
             c_prev = &c0[0, 0] if t == 0 else &c_all[s_prev, 0, 0]
             s = t if need_cache else t & 1
             u = t if need_cache else 0
-            if B == 1 and not (masked and t >= lengths[0]):
-                # NumPy: gates[g] += h_prev @ w_hh.T, then the gate pass of the one row
-                _fused_step(team, H, &w_hh[0, 0], h_prev, &gates[g, 0, 0], &b[0], c_prev,
-                            &c_all[s, 0, 0], &tanh_c[u, 0, 0], &y[t, 0, 0], t & 1)
-                if masked:
-                    memcpy(&h_state[0, 0], &y[t, 0, 0], H * sizeof(floating))
-                s_prev = s
-                continue
-            # NumPy: gates[g] += h_prev @ w_hh.T
-            add_recurrent(t, B, H, G, &w_hh[0, 0], h_prev, &gates[g, 0, 0], G)
-            for r in range(B):
-                if masked and t >= lengths[r]:
-                    # Past this sequence's end: state unchanged, output stays zero.
-                    memcpy(&c_all[s, r, 0], c_prev + r * H, H * sizeof(floating))
-                    continue
-                _cell_forward(H, &gates[g, r, 0], &b[0], c_prev + r * H, &c_all[s, r, 0],
-                              &tanh_c[u, r, 0], &y[t, r, 0])
-                if masked:
-                    memcpy(&h_state[r, 0], &y[t, r, 0], H * sizeof(floating))
+            # NumPy: gates[g] += h_prev @ w_hh.T, then the gate pass of every sequence
+            # still running
+            if not (masked and B == 1 and t >= lengths[0]):
+                a.t, a.c_prev, a.gates = t, c_prev, &gates[g, 0, 0]
+                a.c_out, a.tanh_c, a.h_out = &c_all[s, 0, 0], &tanh_c[u, 0, 0], &y[t, 0, 0]
+                lstm_forward_team_run(&team, 0)
+            if masked:
+                for r in range(B):
+                    if t >= lengths[r]:
+                        # Past this sequence's end: state unchanged, output stays zero.
+                        memcpy(&c_all[s, r, 0], c_prev + r * H, H * sizeof(floating))
+                    else:
+                        memcpy(&h_state[r, 0], &y[t, r, 0], H * sizeof(floating))
             s_prev = s
-        if team != NULL:
-            lstmcpu_team_stop(team)
+        lstmcpu_team_stop(&team)
     return s
 
 

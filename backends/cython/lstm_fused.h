@@ -11,24 +11,14 @@
  * row after row, with no packing and no scalar horizontal sums. The block's gate pass
  * follows at once, on values still in registers. `reverse` walks the blocks backwards
  * (the caller alternates it between steps, so each step starts on the rows the previous
- * one read last).
- *
- * Two threads (lstmcpu_team below) split a step's units: each runs the same kernel on its
- * own blocks, so every unit is computed exactly as with one thread.
+ * one read last). Two threads split a step's units (lstm_step.h): each runs this kernel
+ * on its own blocks, so every unit is computed exactly as with one thread.
  */
 #ifndef LSTMCPU_LSTM_FUSED_H
 #define LSTMCPU_LSTM_FUSED_H
 
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
-#if defined(__linux__)
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 
 #include "activations.h"
 #include "lstm_cell.h"
@@ -137,134 +127,5 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
 
 LSTMCPU_FUSED_STEP(f32, float, lstmcpu_vf)
 LSTMCPU_FUSED_STEP(f64, double, lstmcpu_vd)
-
-/* The second thread of a two-thread step loop. The calling thread fills in a step's
- * arguments and publishes the step's number in `start`; the worker runs the units
- * [split, H) while the caller runs [0, split), and publishes the number in `done`. */
-typedef struct {
-    pthread_t thread;
-    atomic_int start, done;     /* steps published and finished; start < 0 stops the worker */
-    atomic_int start_sleepers;  /* threads asleep (or about to sleep) on start, on done */
-    atomic_int done_sleepers;
-    int f64, H, split, reverse;
-    const void *w, *h_prev, *bias, *c_prev;
-    void *gates, *c_out, *tanh_c, *h_out;
-} lstmcpu_team;
-
-/* Wait until *x == want (or *x < 0). Spin first: a step takes microseconds. Then sleep
- * (a futex on Linux, else yield the core), so that a thread whose partner was descheduled
- * on a busy machine does not hold a core. */
-static void lstmcpu_wait_for(atomic_int *x, atomic_int *sleepers, int want)
-{
-    for (int spins = 0;; spins++) {
-        int v = atomic_load_explicit(x, memory_order_acquire);
-        if (v == want || v < 0)
-            return;
-        if (spins < 2000) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-            continue;
-        }
-#if defined(__linux__)
-        atomic_fetch_add(sleepers, 1); /* seq_cst: ordered before the re-read below */
-        v = atomic_load(x);
-        if (v != want && v >= 0)
-            syscall(SYS_futex, (int *)x, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
-        atomic_fetch_sub(sleepers, 1);
-#else
-        (void)sleepers;
-        sched_yield();
-#endif
-    }
-}
-
-/* Store v into *x and wake the threads sleeping on it. */
-static void lstmcpu_publish(atomic_int *x, atomic_int *sleepers, int v)
-{
-    atomic_store(x, v); /* seq_cst: ordered before the read of sleepers */
-#if defined(__linux__)
-    if (atomic_load(sleepers) > 0)
-        syscall(SYS_futex, (int *)x, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-#else
-    (void)sleepers;
-#endif
-}
-
-static void lstmcpu_team_run(lstmcpu_team *t)
-{
-    if (t->f64)
-        lstm_fused_units_f64(t->H, t->split, t->H, t->w, t->h_prev, t->gates, t->bias,
-                             t->c_prev, t->c_out, t->tanh_c, t->h_out, t->reverse);
-    else
-        lstm_fused_units_f32(t->H, t->split, t->H, t->w, t->h_prev, t->gates, t->bias,
-                             t->c_prev, t->c_out, t->tanh_c, t->h_out, t->reverse);
-}
-
-static void *lstmcpu_team_worker(void *arg)
-{
-    lstmcpu_team *t = arg;
-    for (int step = 1;; step++) {
-        lstmcpu_wait_for(&t->start, &t->start_sleepers, step);
-        if (atomic_load_explicit(&t->start, memory_order_acquire) < 0)
-            return NULL;
-        lstmcpu_team_run(t);
-        lstmcpu_publish(&t->done, &t->done_sleepers, step);
-    }
-}
-
-/* Start the worker for steps of H units of the given dtype; 0 on success (else run the
- * steps on one thread: lstmcpu_team_stop and the steps accept a team that did not start). */
-static int lstmcpu_team_start(lstmcpu_team *t, int H, int f64)
-{
-    const int L = f64 ? (int)(sizeof(lstmcpu_vd) / sizeof(double))
-                      : (int)(sizeof(lstmcpu_vf) / sizeof(float));
-    t->H = H;
-    t->f64 = f64;
-    t->split = L * ((H / L + 1) / 2);
-    atomic_init(&t->start, 0);
-    atomic_init(&t->done, 0);
-    atomic_init(&t->start_sleepers, 0);
-    atomic_init(&t->done_sleepers, 0);
-    if (t->split == 0 || t->split >= H ||
-        pthread_create(&t->thread, NULL, lstmcpu_team_worker, t) != 0) {
-        t->split = H; /* no worker: the caller runs every unit */
-        return -1;
-    }
-    return 0;
-}
-
-static void lstmcpu_team_stop(lstmcpu_team *t)
-{
-    if (t->split == t->H)
-        return;
-    lstmcpu_publish(&t->start, &t->start_sleepers, -1);
-    pthread_join(t->thread, NULL);
-}
-
-#define LSTMCPU_TEAM_STEP(SUFFIX, T)                                                        \
-    /* One step of all H units; with a team (else NULL) on two threads. */                 \
-    static void lstm_fused_step_##SUFFIX(lstmcpu_team *team, int H, const T *w,             \
-                                         const T *h_prev, T *gates, const T *bias,          \
-                                         const T *c_prev, T *c_out, T *tanh_c, T *h_out,    \
-                                         int reverse)                                       \
-    {                                                                                       \
-        if (team == NULL || team->split == H) {                                             \
-            lstm_fused_units_##SUFFIX(H, 0, H, w, h_prev, gates, bias, c_prev, c_out,       \
-                                      tanh_c, h_out, reverse);                              \
-            return;                                                                         \
-        }                                                                                   \
-        team->w = w, team->h_prev = h_prev, team->gates = gates, team->bias = bias;         \
-        team->c_prev = c_prev, team->c_out = c_out, team->tanh_c = tanh_c;                  \
-        team->h_out = h_out, team->reverse = reverse;                                       \
-        const int step = atomic_load_explicit(&team->start, memory_order_relaxed) + 1;      \
-        lstmcpu_publish(&team->start, &team->start_sleepers, step);                         \
-        lstm_fused_units_##SUFFIX(H, 0, team->split, w, h_prev, gates, bias, c_prev, c_out, \
-                                  tanh_c, h_out, reverse);                                  \
-        lstmcpu_wait_for(&team->done, &team->done_sleepers, step);                          \
-    }
-
-LSTMCPU_TEAM_STEP(f32, float)
-LSTMCPU_TEAM_STEP(f64, double)
 
 #endif
