@@ -142,6 +142,22 @@ LSTMCPU_INLINE void lstmcpu_transpose_f64(const double *restrict src, ptrdiff_t 
                 memset(P + (halves / 2) * 2 * L * K + k * 2 * L + L, 0, L * sizeof(T));    \
     }                                                                                      \
                                                                                            \
+    /* P = W in panels where W (rows, K) is the transpose of the row-major wt (K, rows):  \
+     * panel rows are pieces of rows of wt, copied as they are. */                          \
+    static void lstm_pack_panels_t_##SUFFIX(int n_rows, int n_cols, const T *restrict wt,  \
+                                            T *restrict P)                                 \
+    {                                                                                      \
+        enum { W2 = 2 * sizeof(V) / sizeof(T) };                                           \
+        const ptrdiff_t rows = n_rows, K = n_cols;                                         \
+        for (ptrdiff_t c0 = 0; c0 < rows; c0 += W2) {                                      \
+            const ptrdiff_t n = rows - c0 < W2 ? rows - c0 : W2;                           \
+            for (ptrdiff_t k = 0; k < K; k++, P += W2) {                                   \
+                memcpy(P, wt + k * rows + c0, n * sizeof(T));                              \
+                memset(P + n, 0, (W2 - n) * sizeof(T));                                    \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
     LSTMCPU_PANEL_ROWS(SUFFIX, T, V, 1)                                                    \
     LSTMCPU_PANEL_ROWS(SUFFIX, T, V, 2)                                                    \
     LSTMCPU_PANEL_ROWS(SUFFIX, T, V, 3)                                                    \

@@ -1,9 +1,11 @@
-/* The LSTM forward time loop's compiled parts, on one or two threads (team.h): the input
- * projection of a chunk of steps, and one step (recurrent product and gate pass).
+/* The compiled parts of the LSTM time loops, on one or two threads (team.h): the input
+ * projection of a chunk of steps and one forward step (recurrent product and gate pass);
+ * one backward step for a batch (gate pass and dh += dG @ w_hh).
  *
- * No BLAS call runs inside the loop: a batch of one takes the fused kernel of
+ * No BLAS call runs inside the loops: a batch of one takes the fused kernel of
  * lstm_fused.h on w_hh as it is; larger batches and the input projection take the panel
- * kernel of lstm_panel.h on copies of w_hh and w_ih packed once per call. Two threads
+ * kernel of lstm_panel.h on copies of w_hh (w_hh.T backward) and w_ih packed once per
+ * call. Two threads
  * split a step's units (batch 1) or its sequences (rows, in blocks of 4), and the rows of a
  * projection; every output is computed as on one thread, so results do not depend on the
  * number of threads.
@@ -35,6 +37,16 @@ typedef struct {
     const void *h_prev, *c_prev;
     void *gates, *c_out, *tanh_c, *h_out;
 } lstm_forward_args;
+
+/* What a backward step needs: rows [part] of dgates[t] from the cached gates, then
+ * dh += dgates[t] @ w_hh (w_hh.T packed in panels), for a batch of at least 2. */
+typedef struct {
+    int f64, B, H, t;
+    const void *w_hh_t_panels; /* w_hh.T (H, 4H) in panels */
+    const int64_t *lengths;
+    const void *gates, *c_prev, *tanh_c, *dy; /* the step's rows: (B, 4H), (B, H) x3 */
+    void *dh, *dc, *dgates;                   /* (B, H), (B, H), (B, 4H) */
+} lstm_backward_args;
 
 /* The part of n items (in blocks of `align`) that part `part` of `parts` takes. */
 static void lstm_split(int n, int align, int part, int parts, int *first, int *last)
@@ -76,10 +88,34 @@ static void lstm_split(int n, int align, int part, int parts, int *first, int *l
         }                                                                                  \
     }
 
+#define LSTMCPU_BACKWARD_PARTS(SUFFIX, T)                                                    \
+    static void lstm_backward_step_##SUFFIX(const lstm_backward_args *a, int part, int parts) \
+    {                                                                                      \
+        const ptrdiff_t H = a->H, G = 4 * H;                                               \
+        const T *gates = a->gates, *c_prev = a->c_prev, *tanh_c = a->tanh_c, *dy = a->dy;  \
+        T *dh = a->dh, *dc = a->dc, *dgates = a->dgates;                                   \
+        int first, last;                                                                   \
+        lstm_split(a->B, 4, part, parts, &first, &last);                                   \
+        for (ptrdiff_t r = first; r < last; r++) {                                         \
+            if (a->lengths != NULL && a->t >= a->lengths[r]) {                             \
+                /* padding: no gradient reaches the gates; dh and dc pass through */       \
+                memset(dgates + r * G, 0, G * sizeof(T));                                  \
+                continue;                                                                  \
+            }                                                                              \
+            lstm_cell_backward_##SUFFIX(H, gates + r * G, c_prev + r * H, tanh_c + r * H,  \
+                                        dy + r * H, dh + r * H, dc + r * H, dgates + r * G); \
+        }                                                                                  \
+        /* the cell pass zeroed dh on the rows it used; padded rows keep theirs */         \
+        lstm_panel_product_##SUFFIX(H, G, first, last, a->w_hh_t_panels, dgates, dh, H, 1); \
+    }
+
 LSTMCPU_STEP_PARTS(f32, float)
 LSTMCPU_STEP_PARTS(f64, double)
 
-/* team.h step functions: the projection and the step, for either dtype. */
+LSTMCPU_BACKWARD_PARTS(f32, float)
+LSTMCPU_BACKWARD_PARTS(f64, double)
+
+/* team.h step functions: the projection and the steps, for either dtype. */
 static void lstm_project_run(void *arg, int part, int parts)
 {
     const lstm_forward_args *a = arg;
@@ -96,6 +132,15 @@ static void lstm_step_run(void *arg, int part, int parts)
         lstm_step_f64(a, part, parts);
     else
         lstm_step_f32(a, part, parts);
+}
+
+static void lstm_backward_step_run(void *arg, int part, int parts)
+{
+    const lstm_backward_args *a = arg;
+    if (a->f64)
+        lstm_backward_step_f64(a, part, parts);
+    else
+        lstm_backward_step_f32(a, part, parts);
 }
 
 /* Run the projection (or, with project = 0, the step) described by the team's arguments. */
