@@ -205,10 +205,9 @@ def test_single_long_sequence_matches_oracle(backend, dtype, tol, H, with_length
         np.testing.assert_array_equal(a, b)
 
 
-# With BLAS allowed two threads the forward loop splits a single sequence's units, or a
+# With BLAS allowed two threads the inference loop splits a single sequence's units, or a
 # batch's sequences in blocks of 4 (the second thread gets a scalar tail of units / a
-# partial block), and the input projection's rows; the backward loop of a batch splits
-# its sequences.
+# partial block), and the input projection's rows.
 @pytest.mark.parametrize("B, H", [(1, 133), (13, 67)], ids=str)
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 def test_forward_on_two_threads_equals_one_thread(backend, dtype, tol, B, H, with_lengths):
@@ -221,28 +220,17 @@ def test_forward_on_two_threads_equals_one_thread(backend, dtype, tol, B, H, wit
     p["w_hh"] *= dtype(1.6 / np.sqrt(H))
     if with_lengths and B == 1:
         p["lengths"] = np.array([26])
-    upstream = upstream_grads(30, B, H, dtype, seed=4)
-    results, grads = {}, {}
+    results = {}
     for threads in (1, 2):
         with threadpool_limits(threads, user_api="blas"):
-            assert step_threads(B, H) == threads
-            results[threads] = {need_cache: forward(backend, p, need_cache) for need_cache in (True, False)}
-            grads[threads] = backend.backward(*upstream, results[threads][True][3])
-    one, two = results[1][True], results[2][True]
-    for a, b in zip(one[:3] + (one[3].gates, one[3].c), two[:3] + (two[3].gates, two[3].c)):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(results[1][False][:3], results[2][False][:3]):
-        np.testing.assert_array_equal(a, b)
-    # The backward loop's own outputs are identical; the weight and input gradients are
-    # BLAS GEMMs after the loop, which may sum in another order on two threads.
-    for a, b in zip(grads[1][4:], grads[2][4:]):
+            assert step_threads(B, H, need_cache=False) == threads
+            assert step_threads(B, H, need_cache=True) == 1
+            results[threads] = forward(backend, p, need_cache=False)
+    for a, b in zip(results[1][:3], results[2][:3]):
         np.testing.assert_array_equal(a, b)
     ref = forward(ORACLE, as64(p))
-    for got, want in zip(two[:3], ref[:3]):
+    for got, want in zip(results[2][:3], ref[:3]):
         np.testing.assert_allclose(got, want, **tol)
-    ref_grads = ORACLE.backward(*(g.astype(np.float64) for g in upstream), ref[3])
-    for got, want in zip(grads[2], ref_grads):
-        np.testing.assert_allclose(got, want, rtol=tol["rtol"] * 10, atol=tol["atol"] * 30 * B)
 
 
 def assert_lstm_matches_oracle(backend, p, dtype, tol):

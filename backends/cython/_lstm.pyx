@@ -19,10 +19,10 @@ The forward products run in ``lstm_step.h`` with no BLAS call, on one or two thr
 input projection and, for batches of more than one, the per-step product are
 register-blocked kernels over ``w_ih`` and ``w_hh`` packed once per call
 (``lstm_panel.h``); a single sequence takes the fused step of ``lstm_fused.h`` on ``w_hh``
-as it is. The backward steps of a batch run there too (the panel kernel on ``w_hh.T``); a
-single sequence's take the hand-written kernels of ``recurrent.h``; the gradients after
-the loop are BLAS GEMMs (``_loops.pxd``). The loops' results do not depend on the number
-of threads.
+as it is. The backward steps of a batch run there too (the panel kernel on ``w_hh.T``, one
+thread); a single sequence's take the hand-written kernels of ``recurrent.h``; the
+gradients after the loop are BLAS GEMMs (``_loops.pxd``). Results do not depend on the
+number of threads.
 
 ``forward`` and ``backward`` are the Python entry: they check every shape, dtype and
 contiguity before any compiled loop runs, so no call can read or write out of bounds.
@@ -84,7 +84,6 @@ cdef extern from "lstm_step.h" nogil:
     void lstm_pack_panels_t_f64(int rows, int K, const double* wt, double* P)
     void lstm_step_run(void* arg, int part, int parts) noexcept nogil
     void lstm_backward_step_run(void* arg, int part, int parts) noexcept nogil
-    void lstmcpu_team_step(lstmcpu_team* team)
     void lstm_forward_team_run(lstmcpu_team* team, int project)
 
 from ._entry import (check, check_input, check_lengths, check_sizes, hidden_size, input_chunk,
@@ -155,7 +154,7 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
     h_state = h0.copy() if lengths is not None else None
     w_hh_panels = _panels(w_hh) if B > 1 else None
     last = _forward_loop(x, w_ih, w_hh, b, h0, c0, lengths, gates, y, c_all, tanh_c, h_state,
-                         _panels(w_ih), w_hh_panels, need_cache, step_threads(B, H))
+                         _panels(w_ih), w_hh_panels, need_cache, step_threads(B, H, need_cache))
     h_n = h_state if lengths is not None else y[T - 1].copy()
     c_n = c_all[last].copy()
     if not need_cache:
@@ -290,8 +289,7 @@ def backward(dy, dh_n, dc_n, LSTMCache cache not None):
     w_hh_t_panels = _panels(cache.w_hh.T) if B > 1 else None
     _backward_loop(dy, x, cache.w_ih, cache.w_hh, cache.h0, cache.c0, cache.lengths,
                    cache.gates, cache.c, cache.tanh_c, cache.y,
-                   dgates, dh, dc, dx, dw_ih, dw_hh, db, w_hh_t_panels,
-                   step_threads(B, H) if B > 1 else 1)
+                   dgates, dh, dc, dx, dw_ih, dw_hh, db, w_hh_t_panels)
     return dx, dw_ih, dw_hh, db, dh, dc
 
 
@@ -312,18 +310,17 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
                    const floating[:, :, ::1] y, floating[:, :, ::1] dgates,
                    floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dx,
                    floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
-                   floating[::1] w_hh_t_panels, int threads):
+                   floating[::1] w_hh_t_panels):
     """The reverse time loop and the gradient GEMMs, without the GIL.
 
-    A batch of more than one sequence runs its steps in ``lstm_step.h`` (on ``threads``
-    threads) with ``w_hh.T`` packed into ``w_hh_t_panels``; a single sequence takes the
-    kernels of ``recurrent.h``.
+    A batch of more than one sequence runs its steps in ``lstm_step.h`` with ``w_hh.T``
+    packed into ``w_hh_t_panels``; a single sequence takes the kernels of ``recurrent.h``.
+    The loop runs on one thread (see ``_entry.step_threads``).
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef int G = 4 * H, t, r
     cdef bint masked = lengths is not None
     cdef const floating* c_prev
-    cdef lstmcpu_team team
     cdef lstm_backward_args a
     with nogil:
         if B > 1:
@@ -335,14 +332,13 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
             a.w_hh_t_panels = &w_hh_t_panels[0]
             a.lengths = &lengths[0] if masked else NULL
             a.dh, a.dc = &dh[0, 0], &dc[0, 0]
-            lstmcpu_team_start(&team, lstm_backward_step_run, &a, threads)
         for t in range(T - 1, -1, -1):
             c_prev = &c0[0, 0] if t == 0 else &c_all[t - 1, 0, 0]
             if B > 1:
                 # NumPy: the gate pass of every row, then dh += dgates[t] @ w_hh
                 a.t, a.gates, a.c_prev, a.tanh_c = t, &gates[t, 0, 0], c_prev, &tanh_c[t, 0, 0]
                 a.dy, a.dgates = &dy[t, 0, 0], &dgates[t, 0, 0]
-                lstmcpu_team_step(&team)
+                lstm_backward_step_run(&a, 0, 1)
                 continue
             for r in range(B):
                 if masked and t >= lengths[r]:
@@ -354,8 +350,6 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
             # The cell pass zeroed dh on the rows it used; padded rows keep theirs.
             # NumPy: dh += dgates[t] @ w_hh
             backprop_recurrent(t, B, H, G, &w_hh[0, 0], &dgates[t, 0, 0], G, &dh[0, 0])
-        if B > 1:
-            lstmcpu_team_stop(&team)
         weight_gradients(T, B, I, H, G, &dgates[0, 0, 0], &dgates[0, 0, 0], &x[0, 0, 0],
                          &w_ih[0, 0], &h0[0, 0], &y[0, 0, 0], &dx[0, 0, 0], &dw_ih[0, 0],
                          &dw_hh[0, 0], &db[0])

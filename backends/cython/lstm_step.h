@@ -1,6 +1,6 @@
-/* The compiled parts of the LSTM time loops, on one or two threads (team.h): the input
- * projection of a chunk of steps and one forward step (recurrent product and gate pass);
- * one backward step for a batch (gate pass and dh += dG @ w_hh).
+/* The compiled parts of the LSTM time loops: the input projection of a chunk of steps and
+ * one forward step (recurrent product and gate pass), on one or two threads (team.h); one
+ * backward step for a batch (gate pass and dh += dG @ w_hh).
  *
  * No BLAS call runs inside the loops: a batch of one takes the fused kernel of
  * lstm_fused.h on w_hh as it is; larger batches and the input projection take the panel
@@ -115,7 +115,7 @@ LSTMCPU_STEP_PARTS(f64, double)
 LSTMCPU_BACKWARD_PARTS(f32, float)
 LSTMCPU_BACKWARD_PARTS(f64, double)
 
-/* team.h step functions: the projection and the steps, for either dtype. */
+/* The step functions (team.h's signature): the projection and the steps, either dtype. */
 static void lstm_project_run(void *arg, int part, int parts)
 {
     const lstm_forward_args *a = arg;
