@@ -43,8 +43,9 @@ directives = {
 
 
 # Every header and .pxd the kernels include: a change to any of them rebuilds every module.
-HEADERS = ("activations.h", "lstm_cell.h", "lstm_variant_cell.h", "gru_cell.h", "rnn_cell.h",
-           "recurrent.h", "_blas.pxd", "_loops.pxd")
+HEADERS = ("activations.h", "lstm_cell.h", "lstm_fused.h", "lstm_panel.h", "lstm_step.h",
+           "team.h", "lstm_variant_cell.h", "gru_cell.h", "rnn_cell.h", "recurrent.h",
+           "_blas.pxd", "_loops.pxd")
 
 
 def cython_extension(name):

@@ -184,6 +184,59 @@ def test_larger_shapes_match_oracle(backend, dtype, tol, B, H, with_lengths):
     T, I = 12, 40
     p = random_problem(T, B, I, H, dtype, seed=B, lengths=with_lengths)
     p["w_hh"] *= dtype(0.2)  # keep the recurrence from saturating so the test is sensitive
+    assert_lstm_matches_oracle(backend, p, dtype, tol)
+
+
+# A single sequence takes the fused kernel of lstm_fused.h (blocks of 8 float / 4 double
+# units, rows summed in vectors of 8 / 4): hidden sizes below, at and across a block and its
+# column tails, and a sequence that ends before T.
+@pytest.mark.parametrize("H", [1, 3, 4, 8, 13, 67, 256])
+@pytest.mark.parametrize("with_length", [False, True], ids=["full", "length"])
+def test_single_long_sequence_matches_oracle(backend, dtype, tol, H, with_length):
+    T = 19
+    p = random_problem(T, 1, 9, H, dtype, seed=H)
+    p["w_hh"] *= dtype(1.6 / np.sqrt(H))  # spectral radius about 0.8, as below
+    if with_length:
+        p["lengths"] = np.array([T - 4])
+    assert_lstm_matches_oracle(backend, p, dtype, tol)
+    inference = forward(backend, p, need_cache=False)
+    training = forward(backend, p, need_cache=True)
+    for a, b in zip(inference[:3], training[:3]):
+        np.testing.assert_array_equal(a, b)
+
+
+# With BLAS allowed two threads the inference loop splits a single sequence's units, or a
+# batch's sequences in blocks of 4 (the second thread gets a scalar tail of units / a
+# partial block), and the input projection's rows.
+@pytest.mark.parametrize("B, H", [(1, 133), (13, 67)], ids=str)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_forward_on_two_threads_equals_one_thread(backend, dtype, tol, B, H, with_lengths):
+    """Every output is computed as on one thread, so the results are identical."""
+    from threadpoolctl import threadpool_limits
+
+    from lstmcpu.backends.cython._entry import step_threads
+
+    p = random_problem(30, B, 5, H, dtype, seed=3, lengths=with_lengths)
+    p["w_hh"] *= dtype(1.6 / np.sqrt(H))
+    if with_lengths and B == 1:
+        p["lengths"] = np.array([26])
+    results = {}
+    for threads in (1, 2):
+        with threadpool_limits(threads, user_api="blas"):
+            assert step_threads(B, H, need_cache=False) == threads
+            assert step_threads(B, H, need_cache=True) == 1
+            results[threads] = forward(backend, p, need_cache=False)
+    for a, b in zip(results[1][:3], results[2][:3]):
+        np.testing.assert_array_equal(a, b)
+    ref = forward(ORACLE, as64(p))
+    for got, want in zip(results[2][:3], ref[:3]):
+        np.testing.assert_allclose(got, want, **tol)
+
+
+def assert_lstm_matches_oracle(backend, p, dtype, tol):
+    """Forward and backward of one LSTM problem against the float64 oracle."""
+    T, B, _ = p["x"].shape
+    H = p["h0"].shape[1]
     y, h_n, c_n, cache = forward(backend, p)
     ref = forward(ORACLE, as64(p))
     for got, want in zip((y, h_n, c_n), ref[:3]):

@@ -10,8 +10,10 @@ projection), ``_gru.pyx`` and ``_rnn.pyx`` (each cell's kernels and Python entry
 share), ``_blas.pxd`` (the BLAS wrapper, written once for float and double),
 ``lstm_cell.h``, ``lstm_variant_cell.h``, ``gru_cell.h`` and ``rnn_cell.h`` (each cell's
 fused elementwise passes),
-``activations.h`` (sigmoid and tanh) and ``recurrent.h`` (the recurrent products for
-batches of at most 4 sequences).
+``activations.h`` (sigmoid and tanh), ``recurrent.h`` (the recurrent products for
+batches of at most 4 sequences), and for the plain LSTM ``lstm_step.h`` (its time loops'
+steps, on one or two threads with ``team.h``) over ``lstm_fused.h`` (the fused step of a
+single sequence) and ``lstm_panel.h`` (the register-blocked product on packed weights).
 
 Examples
 --------

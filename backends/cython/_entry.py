@@ -4,6 +4,8 @@ Every shape, dtype and contiguity is checked here before any compiled loop runs,
 call can read or write out of bounds.
 """
 
+import os
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -12,7 +14,42 @@ INT_MAX = 2**31 - 1
 # Rows (steps x sequences) of the input projection per GEMM in inference: enough for BLAS
 # to run at full speed, few enough that the gate buffer stays small.
 INPUT_CHUNK_ROWS = 1024
+# The inference time loop runs on two threads (lstm_step.h) when a step is long enough to
+# pay for its two hand-offs between cores (about a microsecond), from this many
+# multiply-adds per step of the recurrent product (a single sequence with H = 128, w_hh of
+# 256 KiB in float32), and when the batch splits: one sequence (its units are split) or at
+# least 8 (blocks of 4 sequences are split).
+TWO_THREADS_MIN_MACS = 4 * 128 * 128
 
+# The threadpoolctl controllers of the BLAS libraries, found on first use.
+_blas_controllers = None
+
+
+def blas_threads():
+    """The thread limit of the BLAS that scipy (hence these kernels) calls: what
+    ``threadpoolctl.threadpool_limits`` or ``OPENBLAS_NUM_THREADS`` set; 1 if unknown."""
+    global _blas_controllers
+    if _blas_controllers is None:
+        from threadpoolctl import ThreadpoolController
+
+        libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        scipy_libs = [c for c in libs if "scipy" in os.path.basename(os.path.dirname(c.filepath))]
+        _blas_controllers = scipy_libs or libs
+    return min((c.get_num_threads() for c in _blas_controllers), default=1)
+
+
+def step_threads(B, H, need_cache):
+    """Threads for the forward time loop of an LSTM kernel call: 2 for inference when the
+    BLAS limit allows 2 and the steps pay for them (see TWO_THREADS_MIN_MACS), else 1.
+
+    Training loops run on one thread: a training step ends in multi-threaded BLAS GEMMs
+    (the weight gradients), whose OpenBLAS workers keep spinning for a while afterwards and
+    take the core the loop's second thread needs (2 BLAS threads, T=100 B=1 H=256: forward
+    + backward 4.75 ms with two-thread loops, 3.85 ms with one).
+    """
+    if need_cache or 4 * B * H * H < TWO_THREADS_MIN_MACS or 1 < B < 8:
+        return 1
+    return min(2, blas_threads())
 
 def input_chunk(T, B, need_cache):
     """Steps of the input projection buffer: all of them when training keeps them, else a

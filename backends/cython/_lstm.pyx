@@ -14,8 +14,15 @@ Backward
        ``dh = dG[t] @ w_hh``;
     2. after the loop, the weight and input gradients as single GEMMs over all steps.
 
-The per-step products are those every cell shares (``_loops.pxd``): BLAS GEMM, or for
-batches of at most 4 sequences the hand-written kernels of ``recurrent.h``.
+The forward products run in ``lstm_step.h`` with no BLAS call, on one or two threads
+(``_entry.step_threads``: two when BLAS may use two and the steps are long enough): the
+input projection and, for batches of more than one, the per-step product are
+register-blocked kernels over ``w_ih`` and ``w_hh`` packed once per call
+(``lstm_panel.h``); a single sequence takes the fused step of ``lstm_fused.h`` on ``w_hh``
+as it is. The backward steps of a batch run there too (the panel kernel on ``w_hh.T``, one
+thread); a single sequence's take the hand-written kernels of ``recurrent.h``; the
+gradients after the loop are BLAS GEMMs (``_loops.pxd``). Results do not depend on the
+number of threads.
 
 ``forward`` and ``backward`` are the Python entry: they check every shape, dtype and
 contiguity before any compiled loop runs, so no call can read or write out of bounds.
@@ -27,14 +34,9 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from _loops cimport add_recurrent, backprop_recurrent, project_input, weight_gradients
+from _loops cimport backprop_recurrent, weight_gradients
 
 cdef extern from "lstm_cell.h" nogil:
-    void lstm_cell_forward_f32(int H, float* gates, const float* bias, const float* c_prev,
-                               float* c_out, float* tanh_c, float* h_out)
-    void lstm_cell_forward_f64(int H, double* gates, const double* bias,
-                               const double* c_prev, double* c_out, double* tanh_c,
-                               double* h_out)
     void lstm_cell_backward_f32(int H, const float* gates, const float* c_prev,
                                 const float* tanh_c, const float* dy, float* dh, float* dc,
                                 float* dgates)
@@ -42,7 +44,50 @@ cdef extern from "lstm_cell.h" nogil:
                                 const double* tanh_c, const double* dy, double* dh,
                                 double* dc, double* dgates)
 
-from ._entry import check, check_input, check_lengths, check_sizes, hidden_size, input_chunk
+cdef extern from "lstm_step.h" nogil:
+    ctypedef struct lstmcpu_team:
+        void* arg
+    ctypedef struct lstm_forward_args:
+        int f64, B, H, n_in
+        const void* w_hh
+        const void* w_ih_panels
+        const void* bias
+        const int64_t* lengths
+        const void* x
+        int rows
+        int t
+        const void* h_prev
+        const void* c_prev
+        void* gates
+        void* c_out
+        void* tanh_c
+        void* h_out
+    size_t lstm_panel_size_f32(int rows, int K)
+    size_t lstm_panel_size_f64(int rows, int K)
+    void lstm_pack_panels_f32(int rows, int K, const float* w, float* P)
+    void lstm_pack_panels_f64(int rows, int K, const double* w, double* P)
+    void lstmcpu_team_start(lstmcpu_team* team, void (*run)(void*, int, int) noexcept nogil,
+                            void* arg, int threads)
+    void lstmcpu_team_stop(lstmcpu_team* team)
+    ctypedef struct lstm_backward_args:
+        int f64, B, H, t
+        const void* w_hh_t_panels
+        const int64_t* lengths
+        const void* gates
+        const void* c_prev
+        const void* tanh_c
+        const void* dy
+        void* dh
+        void* dc
+        void* dgates
+    void lstm_pack_panels_t_f32(int rows, int K, const float* wt, float* P)
+    void lstm_pack_panels_t_f64(int rows, int K, const double* wt, double* P)
+    void lstm_step_run(void* arg, int part, int parts) noexcept nogil
+    void lstm_backward_step_run(void* arg, int part, int parts) noexcept nogil
+    void lstm_forward_team_run(lstmcpu_team* team, int project)
+
+from ._entry import (check, check_input, check_lengths, check_sizes, hidden_size, input_chunk,
+                     step_threads)
 
 
 cdef class LSTMCache:
@@ -107,8 +152,9 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
     c_all = np.empty((T if need_cache else 2, B, H), dtype)
     tanh_c = np.empty((T if need_cache else 1, B, H), dtype)
     h_state = h0.copy() if lengths is not None else None
+    w_hh_panels = _panels(w_hh) if B > 1 else None
     last = _forward_loop(x, w_ih, w_hh, b, h0, c0, lengths, gates, y, c_all, tanh_c, h_state,
-                         need_cache)
+                         _panels(w_ih), w_hh_panels, need_cache, step_threads(B, H, need_cache))
     h_n = h_state if lengths is not None else y[T - 1].copy()
     c_n = c_all[last].copy()
     if not need_cache:
@@ -119,13 +165,19 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
     return y, h_n, c_n, cache
 
 
-cdef inline void _cell_forward(int H, floating* gates, const floating* bias,
-                               const floating* c_prev, floating* c_out, floating* tanh_c,
-                               floating* h_out) noexcept nogil:
+cdef inline void _pack(int rows, int K, const floating* w, floating* panels) noexcept nogil:
     if floating is float:
-        lstm_cell_forward_f32(H, gates, bias, c_prev, c_out, tanh_c, h_out)
+        lstm_pack_panels_f32(rows, K, w, panels)
     else:
-        lstm_cell_forward_f64(H, gates, bias, c_prev, c_out, tanh_c, h_out)
+        lstm_pack_panels_f64(rows, K, w, panels)
+
+
+def _panels(w):
+    """An uninitialised buffer for ``w`` (rows, K) packed in panels (``lstm_panel.h``)."""
+    rows, K = w.shape
+    if w.dtype == np.float32:
+        return np.empty(lstm_panel_size_f32(rows, K), w.dtype)
+    return np.empty(lstm_panel_size_f64(rows, K), w.dtype)
 
 
 def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
@@ -133,42 +185,60 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                   const floating[:, ::1] h0, const floating[:, ::1] c0,
                   const int64_t[::1] lengths, floating[:, :, ::1] gates,
                   floating[:, :, ::1] y, floating[:, :, ::1] c_all,
-                  floating[:, :, ::1] tanh_c, floating[:, ::1] h_state, bint need_cache):
+                  floating[:, :, ::1] tanh_c, floating[:, ::1] h_state,
+                  floating[::1] w_ih_panels, floating[::1] w_hh_panels, bint need_cache,
+                  int threads):
     """The time loop, without the GIL; returns the slot of ``c_all`` holding ``c_n``.
 
     ``gates`` holds ``gates.shape[0]`` steps: all of them, or a chunk that the input
-    projection refills every that many steps.
+    projection refills every that many steps. ``w_ih_panels`` and ``w_hh_panels`` receive
+    the packed weights (``w_hh_panels`` is None for a batch of one, whose kernel reads
+    ``w_hh`` as it is). The projections and steps run on ``threads`` (1 or 2) threads.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
-    cdef int G = 4 * H, t, r, g, s = 0, s_prev = 0, u = 0
+    cdef int t, r, g, s = 0, s_prev = 0, u = 0
     cdef int chunk = gates.shape[0]
     cdef bint masked = lengths is not None
-    cdef const floating* h_prev
     cdef const floating* c_prev
+    cdef lstmcpu_team team
+    cdef lstm_forward_args a
     with nogil:
+        _pack(4 * H, I, &w_ih[0, 0], &w_ih_panels[0])
+        if B > 1:
+            _pack(4 * H, H, &w_hh[0, 0], &w_hh_panels[0])
+        a.f64, a.B, a.H, a.n_in = sizeof(floating) == sizeof(double), B, H, I
+        a.w_hh = &w_hh[0, 0] if B == 1 else &w_hh_panels[0]
+        a.w_ih_panels, a.bias = &w_ih_panels[0], &b[0]
+        a.lengths = &lengths[0] if masked else NULL
+        lstmcpu_team_start(&team, lstm_step_run, &a, threads)
         for t in range(T):
             g = t % chunk
             if g == 0:
-                project_input(t, T, B, I, G, chunk, &x[0, 0, 0], &w_ih[0, 0], &gates[0, 0, 0])
+                # NumPy: gates[:m] = x[t:t + m] @ w_ih.T, m = min(chunk, T - t)
+                a.x, a.rows, a.gates = &x[t, 0, 0], min(chunk, T - t) * B, &gates[0, 0, 0]
+                lstm_forward_team_run(&team, 1)
             if masked:
-                h_prev = &h_state[0, 0]
+                a.h_prev = &h_state[0, 0]
             else:
-                h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
+                a.h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
             c_prev = &c0[0, 0] if t == 0 else &c_all[s_prev, 0, 0]
             s = t if need_cache else t & 1
             u = t if need_cache else 0
-            # NumPy: gates[g] += h_prev @ w_hh.T
-            add_recurrent(t, B, H, G, &w_hh[0, 0], h_prev, &gates[g, 0, 0], G)
-            for r in range(B):
-                if masked and t >= lengths[r]:
-                    # Past this sequence's end: state unchanged, output stays zero.
-                    memcpy(&c_all[s, r, 0], c_prev + r * H, H * sizeof(floating))
-                    continue
-                _cell_forward(H, &gates[g, r, 0], &b[0], c_prev + r * H, &c_all[s, r, 0],
-                              &tanh_c[u, r, 0], &y[t, r, 0])
-                if masked:
-                    memcpy(&h_state[r, 0], &y[t, r, 0], H * sizeof(floating))
+            # NumPy: gates[g] += h_prev @ w_hh.T, then the gate pass of every sequence
+            # still running
+            if not (masked and B == 1 and t >= lengths[0]):
+                a.t, a.c_prev, a.gates = t, c_prev, &gates[g, 0, 0]
+                a.c_out, a.tanh_c, a.h_out = &c_all[s, 0, 0], &tanh_c[u, 0, 0], &y[t, 0, 0]
+                lstm_forward_team_run(&team, 0)
+            if masked:
+                for r in range(B):
+                    if t >= lengths[r]:
+                        # Past this sequence's end: state unchanged, output stays zero.
+                        memcpy(&c_all[s, r, 0], c_prev + r * H, H * sizeof(floating))
+                    else:
+                        memcpy(&h_state[r, 0], &y[t, r, 0], H * sizeof(floating))
             s_prev = s
+        lstmcpu_team_stop(&team)
     return s
 
 
@@ -215,9 +285,11 @@ def backward(dy, dh_n, dc_n, LSTMCache cache not None):
     dw_hh = np.empty((4 * H, H), dtype)
     db = np.empty(4 * H, dtype)
     dh, dc = dh_n.copy(), dc_n.copy()
+    # A batch takes the panel kernel on w_hh.T (H, 4H): the transposed panels' size.
+    w_hh_t_panels = _panels(cache.w_hh.T) if B > 1 else None
     _backward_loop(dy, x, cache.w_ih, cache.w_hh, cache.h0, cache.c0, cache.lengths,
                    cache.gates, cache.c, cache.tanh_c, cache.y,
-                   dgates, dh, dc, dx, dw_ih, dw_hh, db)
+                   dgates, dh, dc, dx, dw_ih, dw_hh, db, w_hh_t_panels)
     return dx, dw_ih, dw_hh, db, dh, dc
 
 
@@ -237,15 +309,37 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
                    const floating[:, :, ::1] c_all, const floating[:, :, ::1] tanh_c,
                    const floating[:, :, ::1] y, floating[:, :, ::1] dgates,
                    floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dx,
-                   floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db):
-    """The reverse time loop and the gradient GEMMs, without the GIL."""
+                   floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
+                   floating[::1] w_hh_t_panels):
+    """The reverse time loop and the gradient GEMMs, without the GIL.
+
+    A batch of more than one sequence runs its steps in ``lstm_step.h`` with ``w_hh.T``
+    packed into ``w_hh_t_panels``; a single sequence takes the kernels of ``recurrent.h``.
+    The loop runs on one thread (see ``_entry.step_threads``).
+    """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef int G = 4 * H, t, r
     cdef bint masked = lengths is not None
     cdef const floating* c_prev
+    cdef lstm_backward_args a
     with nogil:
+        if B > 1:
+            if floating is float:
+                lstm_pack_panels_t_f32(H, G, &w_hh[0, 0], &w_hh_t_panels[0])
+            else:
+                lstm_pack_panels_t_f64(H, G, &w_hh[0, 0], &w_hh_t_panels[0])
+            a.f64, a.B, a.H = sizeof(floating) == sizeof(double), B, H
+            a.w_hh_t_panels = &w_hh_t_panels[0]
+            a.lengths = &lengths[0] if masked else NULL
+            a.dh, a.dc = &dh[0, 0], &dc[0, 0]
         for t in range(T - 1, -1, -1):
             c_prev = &c0[0, 0] if t == 0 else &c_all[t - 1, 0, 0]
+            if B > 1:
+                # NumPy: the gate pass of every row, then dh += dgates[t] @ w_hh
+                a.t, a.gates, a.c_prev, a.tanh_c = t, &gates[t, 0, 0], c_prev, &tanh_c[t, 0, 0]
+                a.dy, a.dgates = &dy[t, 0, 0], &dgates[t, 0, 0]
+                lstm_backward_step_run(&a, 0, 1)
+                continue
             for r in range(B):
                 if masked and t >= lengths[r]:
                     # Padding: no gradient reaches the gates; dh and dc pass through.

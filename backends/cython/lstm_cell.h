@@ -11,21 +11,16 @@
 
 #include "activations.h"
 
-/* Forward pass of one row. `gates` holds the pre-activations without the bias (4H values
- * in the order i, f, g, o) and receives the activations; writes c, tanh(c) and h.
- * (Indices are ptrdiff_t and each gate has its own pointer: with Python's -fwrapv, int
- * offsets such as 2*H + j may wrap, which would keep GCC from vectorising the loop.) */
-#define LSTMCPU_CELL_FORWARD(SUFFIX, T, SIGMOID, TANH)                                     \
-    LSTMCPU_DISPATCH                                                                        \
-    static void lstm_cell_forward_##SUFFIX(int H, T *restrict gates, const T *restrict bias, \
-                                           const T *restrict c_prev, T *restrict c_out,     \
-                                           T *restrict tanh_c, T *restrict h_out)           \
+/* The forward update of n units whose four gates sit at gi, gf, gg, go (pre-activations
+ * without the bias in, activations out) with biases bi, bf, bg, bo; writes c, tanh(c) and
+ * h. Inlined into every kernel that ends in the gate pass (this file, lstm_fused.h). */
+#define LSTMCPU_CELL_UNITS(SUFFIX, T, SIGMOID, TANH)                                       \
+    LSTMCPU_INLINE void lstm_cell_units_##SUFFIX(                                           \
+        ptrdiff_t n, T *restrict gi, T *restrict gf, T *restrict gg, T *restrict go,        \
+        const T *restrict bi, const T *restrict bf, const T *restrict bg,                   \
+        const T *restrict bo, const T *restrict c_prev, T *restrict c_out,                  \
+        T *restrict tanh_c, T *restrict h_out)                                              \
     {                                                                                       \
-        const ptrdiff_t n = H;                                                              \
-        T *restrict gi = gates, *restrict gf = gates + n;                                   \
-        T *restrict gg = gates + 2 * n, *restrict go = gates + 3 * n;                       \
-        const T *restrict bi = bias, *restrict bf = bias + n;                               \
-        const T *restrict bg = bias + 2 * n, *restrict bo = bias + 3 * n;                   \
         for (ptrdiff_t j = 0; j < n; j++) {                                                 \
             T i = SIGMOID(gi[j] + bi[j]);                                                   \
             T f = SIGMOID(gf[j] + bf[j]);                                                   \
@@ -41,6 +36,22 @@
             tanh_c[j] = tc;                                                                 \
             h_out[j] = o * tc;                                                              \
         }                                                                                   \
+    }
+
+/* Forward pass of one row. `gates` holds the pre-activations without the bias (4H values
+ * in the order i, f, g, o) and receives the activations; writes c, tanh(c) and h.
+ * (Indices are ptrdiff_t and each gate has its own pointer: with Python's -fwrapv, int
+ * offsets such as 2*H + j may wrap, which would keep GCC from vectorising the loop.) */
+#define LSTMCPU_CELL_FORWARD(SUFFIX, T)                                                     \
+    LSTMCPU_DISPATCH                                                                        \
+    static void lstm_cell_forward_##SUFFIX(int H, T *restrict gates, const T *restrict bias, \
+                                           const T *restrict c_prev, T *restrict c_out,     \
+                                           T *restrict tanh_c, T *restrict h_out)           \
+    {                                                                                       \
+        const ptrdiff_t n = H;                                                              \
+        lstm_cell_units_##SUFFIX(n, gates, gates + n, gates + 2 * n, gates + 3 * n, bias,   \
+                                 bias + n, bias + 2 * n, bias + 3 * n, c_prev, c_out,       \
+                                 tanh_c, h_out);                                            \
     }
 
 /* Backward pass of one row (numbered as in the NumPy oracle):
@@ -74,8 +85,10 @@
         }                                                                                   \
     }
 
-LSTMCPU_CELL_FORWARD(f32, float, lstmcpu_sigmoid_f32, lstmcpu_tanh_f32)
-LSTMCPU_CELL_FORWARD(f64, double, lstmcpu_sigmoid_f64, tanh)
+LSTMCPU_CELL_UNITS(f32, float, lstmcpu_sigmoid_f32, lstmcpu_tanh_f32)
+LSTMCPU_CELL_UNITS(f64, double, lstmcpu_sigmoid_f64, tanh)
+LSTMCPU_CELL_FORWARD(f32, float)
+LSTMCPU_CELL_FORWARD(f64, double)
 LSTMCPU_CELL_BACKWARD(f32, float)
 LSTMCPU_CELL_BACKWARD(f64, double)
 
