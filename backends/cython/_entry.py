@@ -51,6 +51,7 @@ def step_threads(B, H, need_cache):
         return 1
     return min(2, blas_threads())
 
+
 def input_chunk(T, B, need_cache):
     """Steps of the input projection buffer: all of them when training keeps them, else a
     chunk that the time loop refills, so inference memory does not grow with T."""
