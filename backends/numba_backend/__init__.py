@@ -309,6 +309,19 @@ def _hand_weights(w, plan):
 
 # ---------------------------------------------------------------- threads
 
+# Splitting, measured with `python benchmarks/numba_chunks.py` (LSTM training step, float32,
+# 2 chunks vs 1, BLAS on 1 thread, medians of 15, interleaved) on the shared 2-core Zen 4,
+# load average 2-2.4 from other work; work = multiply-adds of the recurrent products:
+#   work (M)        0.7   5.2 (the demo's B=32 H=32 T=40)  26   52   105   419   1678
+#   CPU ratio       1.32  1.14                             1.11 1.02 1.04  1.11  1.10
+#   wall ratio      1.32  1.18                             1.04 1.12 1.05  1.11  1.11
+# The CPU ratio is the cost of splitting: a thread handoff per call (~40 us) and smaller,
+# less efficient products; it falls to about 1.1 from ~25 M up. The wall ratio could only
+# fall below it with a core to spare, which this loaded machine never had (it did at load
+# 0.6: numba's small forward went from 2.13 ms at 1 thread to 1.45 at 2 in the last
+# session's bench). So a call is split only where each chunk carries at least 8 M
+# multiply-adds (1-2 ms of work, against ~40 us of handoff): the demo's minibatches
+# (5.2 M) stay on one thread, the bench's small (26 M) and medium shapes are split.
 #: Least work, in multiply-adds of the recurrent products over the whole call, that a batch
 #: chunk must bring before the batch is cut into one more chunk. See :func:`chunk_count`.
 MIN_CHUNK_WORK = 2**23
