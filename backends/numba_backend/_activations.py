@@ -10,9 +10,12 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 # The numpy error model drops the ZeroDivisionError check of each division, a branch that
-# would keep LLVM from vectorising the elementwise loops. The kernels release the GIL, so
-# several Python threads can run them at once.
-JIT = dict(cache=True, error_model="numpy", nogil=True)
+# would keep LLVM from vectorising the elementwise loops. The one fast-math liberty,
+# "contract", lets LLVM fuse a multiply and an add into one FMA (one rounding instead of two,
+# as GCC does in the Cython kernels); NaN, infinities and the order of operations stay
+# strict. Measured: the small-batch LSTM forward 5-10% faster (T=42, B=32, H=32, float32).
+# The kernels release the GIL, so several Python threads can run them at once.
+JIT = dict(cache=True, error_model="numpy", nogil=True, fastmath={"contract"})
 
 
 @functools.lru_cache(maxsize=None)
