@@ -150,21 +150,18 @@ class NumbaBackend(Backend):
         h, c = checked["h0"].copy(), checked["c0"].copy()
         cached = (T, B, H) if need_cache else (0, 0, 0)
         c_all, tanh_c_all = np.empty(cached, dtype=x.dtype), np.empty(cached, dtype=x.dtype)
-        k = constants(x.dtype)
-        variant = peephole is not None or coupled or w_hr is not None
-        if not variant:
-            plan = self._plan(G, w_hh, lens, backward=False)
-            w_hh_t = _hand_weights(w_hh, plan)
-            self._run(plan, _lstm.forward_rows, G, w_hh, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, need_cache, k)
+        k, store = constants(x.dtype), bool(need_cache)
+        plan = self._plan(G, w_hh, lens, backward=False)
+        w_hh_t = _hand_weights(w_hh, plan)
+        if peephole is None and not coupled and w_hr is None:
+            self._run(plan, _lstm.forward_rows, G, w_hh, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, store, k)
             options = None
         else:
             p = checked.get("peephole", np.zeros((3, H), dtype=x.dtype))
             w_hr = checked.get("w_hr", np.zeros((0, H), dtype=x.dtype))
             m, h_new = np.zeros((B, H), dtype=x.dtype), np.zeros((B, R), dtype=x.dtype)  # work buffers
-            plan = self._plan(G, w_hh, lens, backward=False)
-            w_hh_t, w_hr_t = _hand_weights(w_hh, plan), _hand_weights(w_hr, plan)
-            self._run(plan, _lstm_variants.forward_rows, G, w_hh, w_hh_t, b, p, bool(coupled), w_hr, w_hr_t,
-                      h, c, lens, y, c_all, tanh_c_all, need_cache, m, h_new, k)  # fmt: skip
+            self._run(plan, _lstm_variants.forward_rows, G, w_hh, w_hh_t, b, p, bool(coupled), w_hr,
+                      _hand_weights(w_hr, plan), h, c, lens, y, c_all, tanh_c_all, store, m, h_new, k)  # fmt: skip
             options = dict(peephole=p, has_peephole=peephole is not None, coupled=bool(coupled), w_hr=w_hr,
                            has_projection=P is not None)  # fmt: skip
         if not need_cache:
@@ -220,8 +217,8 @@ class NumbaBackend(Backend):
         hidden = np.zeros((B, 3 * H), dtype=x.dtype)  # work buffer: h @ w_hh.T
         k = constants(x.dtype)
         plan = self._plan(G, w_hh, lens, backward=False)
-        self._run(plan, _gru.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, b_hn, h, lens, y, hn_all, need_cache,
-                  hidden, k)  # fmt: skip
+        self._run(plan, _gru.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, b_hn, h, lens, y, hn_all,
+                  bool(need_cache), hidden, k)  # fmt: skip
         if not need_cache:
             return y, h, None
         return y, h, dict(x=x, w_ih=w_ih, w_hh=w_hh, h0=h0, lengths=lens, gates=G, hn=hn_all, y=y)
