@@ -317,3 +317,21 @@ def test_unknown_rnn_nonlinearity_is_a_clear_error():
     inputs, _ = make_inputs(VARIANTS["rnn-tanh"], 4, 2, 3, 5, np.float64)
     with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
         nb.NumbaBackend().rnn_forward(*(inputs[k] for k in ("x", "w_ih", "w_hh", "b", "h0")), nonlinearity="sigmoid")
+
+
+def _split_call_result(_):
+    p = random_problem(6, 5, 3, 4, np.float64, seed=3)
+    y, *_ = nb.NumbaBackend(n_threads=2).forward(p["x"], p["w_ih"], p["w_hh"], p["b"], p["h0"], p["c0"])
+    return y
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_runs_split_calls_on_its_own_threads(monkeypatch):
+    """The chunk pool's threads do not survive a fork: the child must start its own."""
+    import multiprocessing
+
+    monkeypatch.setattr(nb, "MIN_CHUNK_WORK", 1)
+    parent = _split_call_result(None)  # starts the pool in this process
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.map_async(_split_call_result, [None]).get(timeout=120)[0]
+    np.testing.assert_array_equal(child, parent)

@@ -349,6 +349,11 @@ def _pool():
     return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lstmcpu-numba")
 
 
+# A forked child has none of its parent's threads: it starts its own pool when it needs one
+# (the parent's would queue the chunks forever).
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 @contextlib.contextmanager
 def _blas_limit(n_threads):
     """When the backend may use several threads, BLAS runs on one thread for the whole call:
