@@ -71,6 +71,18 @@ from ._checks import check_arrays, check_grad, check_input, check_lengths, hidde
 __all__ = ["NumbaBackend", "chunk_count", "make_backend", "use_blas"]
 
 
+def _whole_call_blas_limit(method):
+    """Runs a kernel entry of :class:`NumbaBackend` inside :func:`_blas_limit`: the whole call,
+    its NumPy GEMMs before and after the time loop included."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with _blas_limit(self._threads()):
+            return method(self, *args, **kwargs)
+
+    return call
+
+
 class NumbaBackend(Backend):
     """Kernels of every cell compiled with Numba (float32 and float64).
 
@@ -112,22 +124,21 @@ class NumbaBackend(Backend):
         return numba.get_num_threads() if self.n_threads is None else self.n_threads
 
     def _plan(self, G, w_hh, lens, *, backward):
-        """``(n_threads, n_chunks, blas)`` of one call: ``G`` (T, B, gates) is its gate buffer;
-        the work is the recurrent products of the steps the sequences really take."""
-        n_threads = self._threads()
+        """``(n_chunks, blas)`` of one call: ``G`` (T, B, gates) is its gate buffer; the work
+        is the recurrent products of the steps the sequences really take."""
         B = G.shape[1]
-        n_chunks = chunk_count(n_threads, B, int(lens.sum()) * w_hh.size)
-        return n_threads, n_chunks, use_blas(B, n_chunks, backward=backward)
+        n_chunks = chunk_count(self._threads(), B, int(lens.sum()) * w_hh.size)
+        return n_chunks, use_blas(B, n_chunks, backward=backward)
 
     @staticmethod
     def _run(plan, kernel, *args):
         """``kernel(lo, hi, blas, *args)`` over the batch chunks ``plan`` asks for."""
-        n_threads, n_chunks, blas = plan
-        with _blas_limit(n_threads):
-            _run_chunks(kernel, n_chunks, args[0].shape[1], blas, args)
+        n_chunks, blas = plan
+        _run_chunks(kernel, n_chunks, args[0].shape[1], blas, args)
 
     # ------------------------------------------------------------------ LSTM
 
+    @_whole_call_blas_limit
     def forward(self, x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True, *,
                 peephole=None, coupled=False, w_hr=None):  # fmt: skip
         x = check_input(x)
@@ -170,6 +181,7 @@ class NumbaBackend(Backend):
                      c=c_all, tanh_c=tanh_c_all, y=y, options=options)  # fmt: skip
         return y, h, c, cache
 
+    @_whole_call_blas_limit
     def backward(self, dy, dh_n, dc_n, cache):
         x, w_ih, w_hh, h0, c0, y = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "c0", "y"))
         T, B, _ = x.shape
@@ -202,6 +214,7 @@ class NumbaBackend(Backend):
 
     # ------------------------------------------------------------------ GRU
 
+    @_whole_call_blas_limit
     def gru_forward(self, x, w_ih, w_hh, b, b_hn, h0, lengths=None, need_cache=True):
         x = check_input(x)
         T, B, I = x.shape
@@ -223,6 +236,7 @@ class NumbaBackend(Backend):
             return y, h, None
         return y, h, dict(x=x, w_ih=w_ih, w_hh=w_hh, h0=h0, lengths=lens, gates=G, hn=hn_all, y=y)
 
+    @_whole_call_blas_limit
     def gru_backward(self, dy, dh_n, cache):
         x, w_ih, w_hh, h0, y, lens = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "y", "lengths"))
         T, B, I = x.shape
@@ -247,6 +261,7 @@ class NumbaBackend(Backend):
 
     # ------------------------------------------------------------------ vanilla RNN
 
+    @_whole_call_blas_limit
     def rnn_forward(self, x, w_ih, w_hh, b, h0, lengths=None, need_cache=True, *, nonlinearity="tanh"):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
@@ -267,6 +282,7 @@ class NumbaBackend(Backend):
             return y, h, None
         return y, h, dict(x=x, w_ih=w_ih, w_hh=w_hh, h0=h0, lengths=lens, act=G, y=y, relu=relu)
 
+    @_whole_call_blas_limit
     def rnn_backward(self, dy, dh_n, cache):
         x, w_ih, w_hh, h0, y, lens = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "y", "lengths"))
         dy, dh = _upstream(cache, dy, dh_n)
@@ -300,8 +316,8 @@ def _input_projection(x, w_ih):
 
 def _hand_weights(w, plan):
     """What the hand loop reads for products with ``w.T``: a C-contiguous ``w.T``; on the
-    BLAS route (``plan[2]``) BLAS reads ``w`` itself, so ``w`` comes back uncopied."""
-    return w if plan[2] else np.ascontiguousarray(w.T)
+    BLAS route (``plan[1]``) BLAS reads ``w`` itself, so ``w`` comes back uncopied."""
+    return w if plan[1] else np.ascontiguousarray(w.T)
 
 
 # ---------------------------------------------------------------- threads
