@@ -20,7 +20,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-PACKAGES = ["lstmcpu", "lstmcpu.backends", "lstmcpu.backends.cython"]
+PACKAGES = ["lstmcpu", "lstmcpu.backends", "lstmcpu.backends.cython", "lstmcpu.backends.numba_backend"]
 PACKAGE_DIR = {"lstmcpu": "lstmcpu", "lstmcpu.backends": "backends"}
 
 DEBUG = os.environ.get("LSTMCPU_CYTHON_DEBUG", "") == "1"

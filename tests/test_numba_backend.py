@@ -1,5 +1,6 @@
 """Numba-specific behaviour: both recurrent-product routes, thread-count independence, the
-pure-Python mode (NUMBA_DISABLE_JIT=1), the activations and the error without numba.
+pure-Python mode (NUMBA_DISABLE_JIT=1), the activations and the error without numba, for
+every cell variant.
 
 The backend-parametrized contract and parity tests cover numba too (see conftest.py)."""
 
@@ -7,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -15,10 +17,12 @@ import lstmcpu
 from lstmcpu import registry
 from lstmcpu.backends.numpy_backend import NumpyBackend
 
+from _cells import VARIANTS, make_inputs, random_upstream, run_backward, run_forward
 from _lstm_helpers import random_problem, upstream_grads
 
 numba = pytest.importorskip("numba")
 nb = pytest.importorskip("lstmcpu.backends.numba_backend")
+activations = pytest.importorskip("lstmcpu.backends.numba_backend._activations")
 
 ORACLE = NumpyBackend()
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
@@ -42,6 +46,16 @@ def assert_matches_oracle(got, p, dtype):
         np.testing.assert_allclose(a, r, rtol=tol["rtol"], atol=tol["atol"] * T * B, err_msg=name)
 
 
+def variant_forward_backward(backend, variant_id, shape, dtype, with_lengths, seed=5):
+    """Outputs and gradients of one variant's kernels, as one dict."""
+    variant = VARIANTS[variant_id]
+    T, B, I, H = shape
+    inputs, lengths = make_inputs(variant, T, B, I, H, dtype, seed=seed, lengths=with_lengths and B > 1)
+    outputs, cache = run_forward(backend, variant, inputs, lengths)
+    grads = run_backward(backend, variant, random_upstream(variant, T, B, H, dtype), cache)
+    return {**outputs, **{"d" + name: g for name, g in grads.items()}}
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("route", ["hand", "blas"])
 @pytest.mark.parametrize("shape", [(6, 1, 5, 7), (5, 3, 4, 6), (4, 2, 3, 9), (3, 21, 6, 5)], ids=str)
@@ -55,6 +69,18 @@ def test_both_product_routes_match_the_oracle(monkeypatch, dtype, route, shape, 
     assert_matches_oracle(forward_backward(nb.NumbaBackend(), p, dtype), p, dtype)
 
 
+@pytest.mark.parametrize("variant_id", [v for v in VARIANTS if v != "lstm"])
+@pytest.mark.parametrize("route", ["hand", "blas"])
+@pytest.mark.parametrize("shape", [(6, 1, 5, 7), (3, 21, 6, 5)], ids=str)
+def test_both_product_routes_match_the_oracle_for_every_variant(monkeypatch, variant_id, route, shape):
+    monkeypatch.setattr(nb, "SMALL_BATCH", 10**9 if route == "hand" else 0)
+    got = variant_forward_backward(nb.NumbaBackend(), variant_id, shape, np.float64, with_lengths=True)
+    want = variant_forward_backward(ORACLE, variant_id, shape, np.float64, with_lengths=True)
+    assert set(got) == set(want)
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-10, atol=1e-12 * shape[0] * shape[1], err_msg=name)
+
+
 def test_default_crossover_sends_small_chunks_by_hand_and_large_ones_to_blas():
     small = nb.SMALL_BATCH
     assert not nb.use_blas(2, backward=False) and not nb.use_blas(small, backward=False)
@@ -65,29 +91,64 @@ def test_default_crossover_sends_small_chunks_by_hand_and_large_ones_to_blas():
     assert nb.use_blas(1, backward=False) and not nb.use_blas(1, backward=True)
 
 
+@pytest.mark.parametrize("variant_id", list(VARIANTS))
 @pytest.mark.parametrize("route", ["hand", "blas"])
-def test_saturated_gates_stay_finite_on_both_routes(monkeypatch, route):
+def test_saturated_gates_stay_finite_on_both_routes(monkeypatch, variant_id, route):
     monkeypatch.setattr(nb, "SMALL_BATCH", 10**9 if route == "hand" else 0)
-    p = random_problem(4, 3, 3, 5, np.float32, lengths=True)
-    p["x"] *= np.float32(1e6)
-    got = forward_backward(nb.NumbaBackend(), p, np.float32)
-    assert all(np.isfinite(a).all() for a in got)
+    variant = VARIANTS[variant_id]
+    inputs, lengths = make_inputs(variant, 4, 3, 3, 5, np.float32, lengths=True)
+    inputs["x"] *= np.float32(1e6 if variant_id != "rnn-relu" else 1e3)  # relu is unbounded
+    outputs, cache = run_forward(nb.NumbaBackend(), variant, inputs, lengths)
+    grads = run_backward(nb.NumbaBackend(), variant, random_upstream(variant, 4, 3, 5, np.float32), cache)
+    assert all(np.isfinite(a).all() for a in [*outputs.values(), *grads.values()])
 
 
-def test_result_does_not_depend_on_the_number_of_threads(monkeypatch):
-    """The batch is cut into one chunk per thread. On the hand route every row is computed by
-    the same instructions whatever the chunking, so the results are identical; on the BLAS
-    route the library may round differently for other matrix sizes."""
-    p = random_problem(7, 11, 4, 6, np.float32, seed=2, lengths=True)
-    results = [forward_backward(nb.NumbaBackend(n_threads=n), p, np.float32) for n in (1, 2, 3, 11)]
-    for other in results[1:]:
-        for name, a, b in zip(["y", "h_n", "c_n"] + GRAD_NAMES, results[0], other):
-            np.testing.assert_array_equal(a, b, err_msg=name)
+@pytest.mark.parametrize("variant_id", list(VARIANTS))
+def test_result_does_not_depend_on_the_number_of_threads(monkeypatch, variant_id):
+    """The batch is cut into one chunk per thread (here every call is split: the least work
+    per chunk is set to one). On the hand route every row is computed by the same
+    instructions whatever the chunking, so the results are identical; on the BLAS route the
+    library may round differently for other matrix sizes."""
+    monkeypatch.setattr(nb, "MIN_CHUNK_WORK", 1)
+    shape = (7, 11, 4, 6)
+
+    def results(n_threads):
+        return variant_forward_backward(nb.NumbaBackend(n_threads=n_threads), variant_id, shape, np.float32, True, seed=2)
+
+    serial = results(1)
+    for n in (2, 3, 11):
+        for name, value in results(n).items():
+            np.testing.assert_array_equal(value, serial[name], err_msg=name)
     monkeypatch.setattr(nb, "SMALL_BATCH", 0)
-    results = [forward_backward(nb.NumbaBackend(n_threads=n), p, np.float32) for n in (1, 2, 3)]
-    for other in results[1:]:
-        for name, a, b in zip(["y", "h_n", "c_n"] + GRAD_NAMES, results[0], other):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+    serial = results(1)
+    for n in (2, 3):
+        for name, value in results(n).items():
+            np.testing.assert_allclose(value, serial[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_small_calls_run_on_one_thread_and_large_ones_are_split():
+    least = nb.MIN_CHUNK_WORK
+    assert nb.chunk_count(2, 32, least - 1) == 1
+    assert nb.chunk_count(2, 32, 2 * least) == 2
+    assert nb.chunk_count(4, 32, 3 * least) == 3
+    assert nb.chunk_count(8, 3, 100 * least) == 3  # never more chunks than rows
+    assert nb.chunk_count(1, 32, 100 * least) == 1
+
+
+def test_chunks_run_on_other_threads(monkeypatch):
+    """A split call really runs its chunks beyond the first on the pool's threads."""
+    monkeypatch.setattr(nb, "MIN_CHUNK_WORK", 1)
+    seen = []
+
+    def kernel(lo, hi, blas, out):
+        seen.append((lo, hi, threading.current_thread().name))
+        out[lo:hi] = lo
+
+    out = np.zeros(7)
+    nb._run_chunks(kernel, 3, 7, False, (out,))
+    assert sorted(lo_hi for *lo_hi, _ in seen) == [[0, 2], [2, 4], [4, 7]]
+    assert sum(name.startswith("lstmcpu-numba") for *_, name in seen) == 2
+    np.testing.assert_array_equal(out, [0, 0, 2, 2, 4, 4, 4])
 
 
 def test_default_threads_follow_numba_set_num_threads():
@@ -125,11 +186,11 @@ def test_bad_thread_count_is_a_clear_error(n_threads):
 def test_activations_are_accurate_and_finite_everywhere(dtype):
     from scipy.special import expit
 
-    k = nb._constants(np.dtype(dtype))
+    k = activations.constants(np.dtype(dtype))
     v = np.concatenate([np.linspace(-30, 30, 2001), [0.0, 1e-30, -1e-30, 1e-7, -1e-7, 88, -88, 1e4, -1e4, 1e30, -1e30]])
     v = v.astype(dtype)
-    sig = np.array([nb._sigmoid(a, k) for a in v])
-    tanh = np.array([nb._tanh(a, k) for a in v])
+    sig = np.array([activations.sigmoid(a, k) for a in v])
+    tanh = np.array([activations.tanh(a, k) for a in v])
     exact = v.astype(np.float64)
     eps = np.finfo(dtype).eps
     assert np.isfinite(sig).all() and np.isfinite(tanh).all()
@@ -149,18 +210,20 @@ def test_kernels_run_as_pure_python_under_numba_disable_jit():
         assert numba.config.DISABLE_JIT
         from lstmcpu.backends import numba_backend as nb
         from lstmcpu.backends.numpy_backend import NumpyBackend
-        from _lstm_helpers import random_problem, upstream_grads
+        from _cells import VARIANTS, make_inputs, random_upstream, run_backward, run_forward
+        nb.MIN_CHUNK_WORK = 1  # split every call in chunks: the pool runs pure Python too
         worst = 0.0
         for small_batch in (10**9, 0):  # hand route, then BLAS route
             nb.SMALL_BATCH = small_batch
-            p = random_problem(4, 3, 2, 5, np.float64, lengths=True)
-            args = [p[k] for k in ("x", "w_ih", "w_hh", "b", "h0", "c0", "lengths")]
-            outs = []
-            for backend in (nb.NumbaBackend(n_threads=2), NumpyBackend()):
-                y, h, c, cache = backend.forward(*args)
-                outs.append((y, h, c) + tuple(backend.backward(*upstream_grads(4, 3, 5, np.float64), cache)))
-            for a, b in zip(*outs):
-                worst = max(worst, float(np.max(np.abs(a - b))))
+            for variant in VARIANTS.values():
+                inputs, lengths = make_inputs(variant, 4, 3, 2, 5, np.float64, lengths=True)
+                results = []
+                for backend in (nb.NumbaBackend(n_threads=2), NumpyBackend()):
+                    outputs, cache = run_forward(backend, variant, inputs, lengths)
+                    grads = run_backward(backend, variant, random_upstream(variant, 4, 3, 5, np.float64), cache)
+                    results.append({**outputs, **grads})
+                for name, value in results[1].items():
+                    worst = max(worst, float(np.max(np.abs(results[0][name] - value))))
         print("max abs difference", worst)
         assert worst < 1e-12, worst
         """
@@ -226,3 +289,49 @@ def test_bad_upstream_gradient_is_a_clear_error():
         backend.backward(dy[:3], dh, dc, cache)
     with pytest.raises(TypeError, match="dh_n has dtype float32 but the forward pass ran in float64"):
         backend.backward(dy, dh.astype(np.float32), dc, cache)
+
+
+@pytest.mark.parametrize(
+    "variant_id, change, error, match",
+    [
+        ("lstm-peephole", dict(peephole=np.zeros((2, 5))), ValueError, r"peephole must have shape \(3, 5\)"),
+        ("lstm-coupled", dict(w_hh=np.zeros((20, 5))), ValueError, r"w_hh must have shape \(3H, H\)"),
+        ("lstm-proj", dict(w_hr=np.zeros((2, 4))), ValueError, r"w_hr must have shape \(2, 5\)"),
+        ("lstm-proj", dict(w_hr=np.zeros(5)), ValueError, r"w_hr must have shape \(P, H\)"),
+        ("lstm-proj", dict(h0=np.zeros((2, 5))), ValueError, r"h0 must have shape \(2, 2\)"),
+        ("gru", dict(b_hn=np.zeros(4)), ValueError, r"b_hn must have shape \(5,\)"),
+        ("gru", dict(w_hh=np.zeros((20, 5))), ValueError, r"w_hh must have shape \(3H, H\)"),
+        ("rnn-tanh", dict(w_hh=np.zeros((5, 4))), ValueError, r"w_hh must have shape \(H, H\)"),
+        ("rnn-tanh", dict(b=np.zeros(5, np.float32)), TypeError, "b has dtype float32 but x has float64"),
+    ],
+)
+def test_bad_variant_arguments_are_clear_errors(variant_id, change, error, match):
+    variant = VARIANTS[variant_id]
+    inputs, lengths = make_inputs(variant, 4, 2, 3, 5, np.float64)
+    inputs.update(change)
+    with pytest.raises(error, match=match):
+        run_forward(nb.NumbaBackend(), variant, inputs, lengths)
+
+
+def test_unknown_rnn_nonlinearity_is_a_clear_error():
+    inputs, _ = make_inputs(VARIANTS["rnn-tanh"], 4, 2, 3, 5, np.float64)
+    with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
+        nb.NumbaBackend().rnn_forward(*(inputs[k] for k in ("x", "w_ih", "w_hh", "b", "h0")), nonlinearity="sigmoid")
+
+
+def _split_call_result(_):
+    p = random_problem(6, 5, 3, 4, np.float64, seed=3)
+    y, *_ = nb.NumbaBackend(n_threads=2).forward(p["x"], p["w_ih"], p["w_hh"], p["b"], p["h0"], p["c0"])
+    return y
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_runs_split_calls_on_its_own_threads(monkeypatch):
+    """The chunk pool's threads do not survive a fork: the child must start its own."""
+    import multiprocessing
+
+    monkeypatch.setattr(nb, "MIN_CHUNK_WORK", 1)
+    parent = _split_call_result(None)  # starts the pool in this process
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.map_async(_split_call_result, [None]).get(timeout=120)[0]
+    np.testing.assert_array_equal(child, parent)

@@ -1,0 +1,425 @@
+"""The Numba backend: the oracle's algorithm with the whole time loop in compiled code.
+
+Every cell of the NumPy oracle (:mod:`lstmcpu.backends.numpy_backend`): LSTM with any of
+peepholes, coupled input-forget gate and projection, GRU, RNN with tanh or relu, in float32
+and float64, with the same contract and algorithm:
+
+Forward
+    1. one GEMM for the input projection of all steps, ``G = x @ w_ih.T`` (NumPy);
+    2. a compiled time loop: per step the recurrent product ``h @ w_hh.T``, then one fused
+       pass that adds the bias, applies the gates and updates the state;
+    3. the cache keeps the post-activation gates (in ``G``) and the states backward reads.
+
+Backward
+    1. a compiled time loop of elementwise work and one product ``dG[t] @ w_hh`` per step;
+    2. after the loop, the weight gradients as single big GEMMs over all steps (NumPy).
+
+The compiled loops live in one module per cell family (``_lstm``, ``_lstm_variants``,
+``_gru``, ``_rnn``) and share the activations (``_activations``) and the recurrent product
+(``_products``); this module checks arguments, allocates, and picks routes and threads.
+
+Threads. Rows of the batch are independent, so a batch can be cut into chunks that each
+run the whole time loop on their own rows: no synchronisation per step, never parallel over
+time. A call uses up to one chunk per thread (``numba.set_num_threads``, or ``n_threads``),
+but only as many as bring at least :data:`MIN_CHUNK_WORK` each (see :func:`chunk_count`):
+below that, starting threads costs more than it saves. The kernels release the GIL, and
+chunks beyond the first run on a pool of Python threads: one launcher for every cell, and no
+``parallel=True`` compilation (which would double the compile time).
+
+The recurrent product of a chunk takes one of two routes, chosen per call by
+:func:`use_blas`:
+
+* **BLAS** (``np.dot`` into a preallocated buffer, which Numba hands to SciPy's BLAS) for
+  chunks of more than :data:`SMALL_BATCH` rows. With one thread allowed, BLAS obeys
+  ``threadpoolctl``; with several, BLAS runs on one thread during the call (the chunks are
+  the parallelism), so the backend uses ``n_threads`` threads in all.
+* **hand loop** for smaller chunks, where a BLAS call costs more than its work. Each row
+  is computed by the same instructions whatever the chunking, so the results do not depend
+  on the thread count (on the BLAS route they may differ by rounding).
+
+The kernels are plain Python functions compiled with ``njit(cache=True)``: they also run,
+slowly, under ``NUMBA_DISABLE_JIT=1`` for debugging and coverage. One compiled kernel per
+dtype serves both routes and, for the LSTM variants, every combination of options.
+
+Compile time. The first call in a fresh environment compiles what it uses, per dtype and
+cell family. Numba keeps the cache next to the modules (``__pycache__``) when the package
+folder is writable, else in the user's cache folder (``$XDG_CACHE_HOME/numba``, by default
+``~/.cache/numba``); ``NUMBA_CACHE_DIR`` overrides both. Figures are in docs/limits.md.
+"""
+
+import concurrent.futures
+import contextlib
+import functools
+import os
+import threading
+
+import numba
+import numpy as np
+# Numba's np.dot calls the BLAS that scipy.linalg.cython_blas loads. Numba would load it at
+# the first product; loading it with the backend lets threadpoolctl limits entered later
+# see it (a library loaded inside ``threadpool_limits`` escapes the limit).
+import scipy.linalg.cython_blas  # noqa: F401
+from threadpoolctl import ThreadpoolController
+
+from lstmcpu.backend import CELLS, Backend
+from lstmcpu.backends.numpy_backend import _peephole_gradient, _recurrent_weight_gradient, _weight_gradients
+
+from . import _gru, _lstm, _lstm_variants, _rnn
+from ._activations import constants
+from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, projection_size
+
+__all__ = ["NumbaBackend", "chunk_count", "make_backend", "use_blas"]
+
+
+def _whole_call_blas_limit(method):
+    """Runs a kernel entry of :class:`NumbaBackend` inside :func:`_blas_limit`: the whole call,
+    its NumPy GEMMs before and after the time loop included."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with _blas_limit(self._threads()):
+            return method(self, *args, **kwargs)
+
+    return call
+
+
+class NumbaBackend(Backend):
+    """Kernels of every cell compiled with Numba (float32 and float64).
+
+    Parameters
+    ----------
+    n_threads : int or None, default=None
+        Most threads a call uses, one batch chunk each (never more chunks than rows, nor
+        chunks of less than :data:`MIN_CHUNK_WORK`). ``None`` follows
+        ``numba.get_num_threads()`` at each call, so ``numba.set_num_threads`` applies. With
+        more than one thread BLAS runs on one thread during the call; with one, BLAS uses
+        the threads ``threadpoolctl`` allows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lstmcpu.backends.numba_backend import NumbaBackend
+    >>> rng = np.random.default_rng(0)
+    >>> T, B, I, H = 5, 2, 3, 4
+    >>> x = rng.standard_normal((T, B, I))
+    >>> w_ih, w_hh = rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H))
+    >>> b, h0, c0 = np.zeros(4 * H), np.zeros((B, H)), np.zeros((B, H))
+    >>> y, h_n, c_n, cache = NumbaBackend().forward(x, w_ih, w_hh, b, h0, c0)
+    >>> y.shape, bool(np.allclose(y[-1], h_n))
+    ((5, 2, 4), True)
+    >>> y, h_n, cache = NumbaBackend().gru_forward(x, w_ih[:3 * H], w_hh[:3 * H], b[:3 * H], b[:H], h0)
+    >>> y.shape
+    (5, 2, 4)
+    """
+
+    name = "numba"
+    cells = CELLS
+
+    def __init__(self, n_threads=None):
+        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+            raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
+        self.n_threads = n_threads
+
+    def _threads(self):
+        return numba.get_num_threads() if self.n_threads is None else self.n_threads
+
+    def _plan(self, G, w_hh, lens, *, backward):
+        """``(n_chunks, blas)`` of one call: ``G`` (T, B, gates) is its gate buffer; the work
+        is the recurrent products of the steps the sequences really take."""
+        B = G.shape[1]
+        n_chunks = chunk_count(self._threads(), B, int(lens.sum()) * w_hh.size)
+        return n_chunks, use_blas(B, n_chunks, backward=backward)
+
+    @staticmethod
+    def _run(plan, kernel, *args):
+        """``kernel(lo, hi, blas, *args)`` over the batch chunks ``plan`` asks for."""
+        n_chunks, blas = plan
+        _run_chunks(kernel, n_chunks, args[0].shape[1], blas, args)
+
+    # ------------------------------------------------------------------ LSTM
+
+    @_whole_call_blas_limit
+    def forward(self, x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True, *,
+                peephole=None, coupled=False, w_hr=None):  # fmt: skip
+        x = check_input(x)
+        T, B, I = x.shape
+        n_gates = 3 if coupled else 4
+        P = None if w_hr is None else projection_size(w_hr)
+        H = hidden_size(w_hh, n_gates, P)
+        R = H if P is None else P  # width of h
+        expected = {"w_ih": (w_ih, (n_gates * H, I)), "w_hh": (w_hh, (n_gates * H, R)), "b": (b, (n_gates * H,)),
+                    "h0": (h0, (B, R)), "c0": (c0, (B, H))}  # fmt: skip
+        if peephole is not None:
+            expected["peephole"] = (peephole, (3, H))
+        if w_hr is not None:
+            expected["w_hr"] = (w_hr, (P, H))
+        checked = dict(zip(expected, check_arrays(x.dtype, expected)))
+        w_ih, w_hh, b = checked["w_ih"], checked["w_hh"], checked["b"]
+        lens = check_lengths(lengths, T, B)
+        G = _input_projection(x, w_ih)
+        y = np.empty((T, B, R), dtype=x.dtype)
+        h, c = checked["h0"].copy(), checked["c0"].copy()
+        cached = (T, B, H) if need_cache else (0, 0, 0)
+        c_all, tanh_c_all = np.empty(cached, dtype=x.dtype), np.empty(cached, dtype=x.dtype)
+        k, store = constants(x.dtype), bool(need_cache)
+        plan = self._plan(G, w_hh, lens, backward=False)
+        w_hh_t = _hand_weights(w_hh, plan)
+        if peephole is None and not coupled and w_hr is None:
+            self._run(plan, _lstm.forward_rows, G, w_hh, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, store, k)
+            options = None
+        else:
+            p = checked.get("peephole", np.zeros((3, H), dtype=x.dtype))
+            w_hr = checked.get("w_hr", np.zeros((0, H), dtype=x.dtype))
+            m, h_new = np.zeros((B, H), dtype=x.dtype), np.zeros((B, R), dtype=x.dtype)  # work buffers
+            self._run(plan, _lstm_variants.forward_rows, G, w_hh, w_hh_t, b, p, bool(coupled), w_hr,
+                      _hand_weights(w_hr, plan), h, c, lens, y, c_all, tanh_c_all, store, m, h_new, k)  # fmt: skip
+            options = dict(peephole=p, has_peephole=peephole is not None, coupled=bool(coupled), w_hr=w_hr,
+                           has_projection=P is not None)  # fmt: skip
+        if not need_cache:
+            return y, h, c, None
+        cache = dict(x=x, w_ih=w_ih, w_hh=w_hh, h0=checked["h0"], c0=checked["c0"], lengths=lens, gates=G,
+                     c=c_all, tanh_c=tanh_c_all, y=y, options=options)  # fmt: skip
+        return y, h, c, cache
+
+    @_whole_call_blas_limit
+    def backward(self, dy, dh_n, dc_n, cache):
+        x, w_ih, w_hh, h0, c0, y = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "c0", "y"))
+        T, B, _ = x.shape
+        H, R = c0.shape[1], h0.shape[1]
+        dy, dh = _upstream(cache, dy, dh_n)
+        dc = check_grad(dc_n, (B, H), x.dtype, "dc_n").copy()
+        gates, c_all, tanh_c_all, lens, options = (cache[k] for k in ("gates", "c", "tanh_c", "lengths", "options"))
+        dG = np.empty_like(gates)
+        if options is None:
+            plan = self._plan(dG, w_hh, lens, backward=True)
+            self._run(plan, _lstm.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
+            return (*_weight_gradients(dG, x, w_ih, h0, y), dh, dc)
+        p, coupled, w_hr = options["peephole"], options["coupled"], options["w_hr"]
+        project = options["has_projection"]
+        dh_all = np.empty((T, B, R) if project else (0, 0, 0), dtype=x.dtype)
+        dm = np.zeros((B, H), dtype=x.dtype)  # work buffer
+        plan = self._plan(dG, w_hh, lens, backward=True)
+        self._run(plan, _lstm_variants.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, p, coupled, w_hr,
+                  lens, dh, dc, dh_all, dm)  # fmt: skip
+        grads = (*_weight_gradients(dG, x, w_ih, h0, y), dh, dc)
+        if not (options["has_peephole"] or project):
+            return grads
+        dpeephole = _peephole_gradient(dG, c_all, c0, H, coupled) if options["has_peephole"] else None
+        dw_hr = None
+        if project:
+            # dw_hr = sum_t dh_t.T @ m_t with m = o * tanh(c), one GEMM over all steps.
+            o = gates[:, :, (2 if coupled else 3) * H :]
+            dw_hr = np.matmul(dh_all.reshape(T * B, R).T, (o * tanh_c_all).reshape(T * B, H))
+        return grads + (dpeephole, dw_hr)
+
+    # ------------------------------------------------------------------ GRU
+
+    @_whole_call_blas_limit
+    def gru_forward(self, x, w_ih, w_hh, b, b_hn, h0, lengths=None, need_cache=True):
+        x = check_input(x)
+        T, B, I = x.shape
+        H = hidden_size(w_hh, 3)
+        expected = {"w_ih": (w_ih, (3 * H, I)), "w_hh": (w_hh, (3 * H, H)), "b": (b, (3 * H,)),
+                    "b_hn": (b_hn, (H,)), "h0": (h0, (B, H))}  # fmt: skip
+        w_ih, w_hh, b, b_hn, h0 = check_arrays(x.dtype, expected)
+        lens = check_lengths(lengths, T, B)
+        G = _input_projection(x, w_ih)
+        y = np.empty((T, B, H), dtype=x.dtype)
+        h = h0.copy()
+        hn_all = np.empty((T, B, H) if need_cache else (0, 0, 0), dtype=x.dtype)
+        hidden = np.zeros((B, 3 * H), dtype=x.dtype)  # work buffer: h @ w_hh.T
+        k = constants(x.dtype)
+        plan = self._plan(G, w_hh, lens, backward=False)
+        self._run(plan, _gru.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, b_hn, h, lens, y, hn_all,
+                  bool(need_cache), hidden, k)  # fmt: skip
+        if not need_cache:
+            return y, h, None
+        return y, h, dict(x=x, w_ih=w_ih, w_hh=w_hh, h0=h0, lengths=lens, gates=G, hn=hn_all, y=y)
+
+    @_whole_call_blas_limit
+    def gru_backward(self, dy, dh_n, cache):
+        x, w_ih, w_hh, h0, y, lens = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "y", "lengths"))
+        T, B, I = x.shape
+        H = h0.shape[1]
+        dy, dh = _upstream(cache, dy, dh_n)
+        gates = cache["gates"]
+        dG = np.empty_like(gates)  # gradients of the recurrent pre-activations
+        dn_input = np.empty((T, B, H), dtype=x.dtype)  # of the input-side n pre-activation
+        plan = self._plan(dG, w_hh, lens, backward=True)
+        self._run(plan, _gru.backward_rows, dG, dy, gates, cache["hn"], y, h0, w_hh, lens, dh, dn_input)
+        # Weight gradients after the loop: the recurrent ones first, then dG becomes the
+        # gradient of the input-side pre-activations (n differs: it skips the reset product).
+        dw_hh = _recurrent_weight_gradient(dG, h0, y)
+        db_hn = dG[:, :, 2 * H :].sum(axis=(0, 1))
+        dG[:, :, 2 * H :] = dn_input
+        dG2 = dG.reshape(T * B, 3 * H)
+        # dw_ih = dG2.T @ x2
+        dw_ih = np.matmul(dG2.T, x.reshape(T * B, I))
+        # dx = dG2 @ w_ih
+        dx = np.matmul(dG2, w_ih).reshape(T, B, I)
+        return dx, dw_ih, dw_hh, dG2.sum(axis=0), db_hn, dh
+
+    # ------------------------------------------------------------------ vanilla RNN
+
+    @_whole_call_blas_limit
+    def rnn_forward(self, x, w_ih, w_hh, b, h0, lengths=None, need_cache=True, *, nonlinearity="tanh"):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        x = check_input(x)
+        T, B, I = x.shape
+        H = hidden_size(w_hh, 1)
+        expected = {"w_ih": (w_ih, (H, I)), "w_hh": (w_hh, (H, H)), "b": (b, (H,)), "h0": (h0, (B, H))}
+        w_ih, w_hh, b, h0 = check_arrays(x.dtype, expected)
+        lens = check_lengths(lengths, T, B)
+        G = _input_projection(x, w_ih)
+        y = np.empty((T, B, H), dtype=x.dtype)
+        h = h0.copy()
+        relu = nonlinearity == "relu"
+        k = constants(x.dtype)
+        plan = self._plan(G, w_hh, lens, backward=False)
+        self._run(plan, _rnn.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, relu, h, lens, y, k)
+        if not need_cache:
+            return y, h, None
+        return y, h, dict(x=x, w_ih=w_ih, w_hh=w_hh, h0=h0, lengths=lens, act=G, y=y, relu=relu)
+
+    @_whole_call_blas_limit
+    def rnn_backward(self, dy, dh_n, cache):
+        x, w_ih, w_hh, h0, y, lens = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "y", "lengths"))
+        dy, dh = _upstream(cache, dy, dh_n)
+        dG = np.empty_like(cache["act"])
+        plan = self._plan(dG, w_hh, lens, backward=True)
+        self._run(plan, _rnn.backward_rows, dG, dy, cache["act"], w_hh, cache["relu"], lens, dh)
+        return (*_weight_gradients(dG, x, w_ih, h0, y), dh)
+
+
+def make_backend():
+    """Factory the registry calls."""
+    return NumbaBackend()
+
+
+def _upstream(cache, dy, dh_n):
+    """The checked upstream gradients ``dy`` (T, B, R) and ``dh_n`` (B, R), the latter as a
+    copy the backward loop updates in place."""
+    x, R = cache["x"], cache["h0"].shape[1]
+    T, B, _ = x.shape
+    dy = check_grad(dy, (T, B, R), x.dtype, "dy")
+    return dy, check_grad(dh_n, (B, R), x.dtype, "dh_n").copy()
+
+
+def _input_projection(x, w_ih):
+    """``x @ w_ih.T`` for every step at once, as a (T, B, gates) buffer (the bias is added
+    in the compiled gate pass)."""
+    T, B, I = x.shape
+    # G = x2 @ w_ih.T
+    return np.matmul(x.reshape(T * B, I), w_ih.T).reshape(T, B, w_ih.shape[0])
+
+
+def _hand_weights(w, plan):
+    """What the hand loop reads for products with ``w.T``: a C-contiguous ``w.T``; on the
+    BLAS route (``plan[1]``) BLAS reads ``w`` itself, so ``w`` comes back uncopied."""
+    return w if plan[1] else np.ascontiguousarray(w.T)
+
+
+# ---------------------------------------------------------------- threads
+
+# Splitting, measured with `python benchmarks/numba_chunks.py` (LSTM training step, float32,
+# 2 chunks vs 1, BLAS on 1 thread, medians of 15, interleaved) on the shared 2-core Zen 4,
+# load average 2-2.4 from other work; work = multiply-adds of the recurrent products:
+#   work (M)        0.7   5.2 (the demo's B=32 H=32 T=40)  26   52   105   419   1678
+#   CPU ratio       1.32  1.14                             1.11 1.02 1.04  1.11  1.10
+#   wall ratio      1.32  1.18                             1.04 1.12 1.05  1.11  1.11
+# The CPU ratio is the cost of splitting: a thread handoff per call (~40 us) and smaller,
+# less efficient products; it falls to about 1.1 from ~25 M up. The wall ratio could only
+# fall below it with a core to spare, which this loaded machine never had (it did at load
+# 0.6: numba's small forward went from 2.13 ms at 1 thread to 1.45 at 2 in the last
+# session's bench). So a call is split only where each chunk carries at least 8 M
+# multiply-adds (1-2 ms of work, against ~40 us of handoff): the demo's minibatches
+# (5.2 M) stay on one thread, the bench's small (26 M) and medium shapes are split.
+#: Least work, in multiply-adds of the recurrent products over the whole call, that a batch
+#: chunk must bring before the batch is cut into one more chunk. See :func:`chunk_count`.
+MIN_CHUNK_WORK = 2**23
+
+
+def chunk_count(n_threads, B, work):
+    """Chunks to cut a batch of ``B`` rows into, given ``work`` multiply-adds of recurrent
+    products in the call: one per thread, at most one per row, and none with less than
+    :data:`MIN_CHUNK_WORK` (so small calls run on one thread, without any thread switch)."""
+    return max(1, min(n_threads, B, work // MIN_CHUNK_WORK))
+
+
+def _run_chunks(kernel, n_chunks, B, blas, args):
+    """``kernel(lo, hi, blas, *args)`` over ``n_chunks`` chunks of the batch: the first in the
+    calling thread, the others on the pool (the kernels release the GIL)."""
+    bounds = [(i * B // n_chunks, (i + 1) * B // n_chunks) for i in range(n_chunks)]
+    others = [_pool().submit(kernel, lo, hi, blas, *args) for lo, hi in bounds[1:]]
+    try:
+        kernel(*bounds[0], blas, *args)
+    finally:
+        for chunk in others:
+            chunk.result()
+
+
+@functools.lru_cache(maxsize=None)
+def _pool():
+    """The threads that run batch chunks beyond the first, started on first use."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lstmcpu-numba")
+
+
+# A forked child has none of its parent's threads: it starts its own pool when it needs one
+# (the parent's would queue the chunks forever).
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
+@contextlib.contextmanager
+def _blas_limit(n_threads):
+    """When the backend may use several threads, BLAS runs on one thread for the whole call:
+    the batch chunks are the parallelism (a small batch has none: its per-step products
+    are too small for BLAS threads to pay), and BLAS threads left spinning after a threaded
+    product would take the cores from the chunks (measured: 1.3 ms became 16-28 ms on 2
+    cores). The limit is global state, so such calls take turns (one lock) and each
+    restores exactly what it found; nothing changes when BLAS already has one thread."""
+    blas = _blas_controller()
+    if n_threads == 1 or all(lib.num_threads == 1 for lib in blas.lib_controllers):
+        yield
+        return
+    with _PARALLEL_CALL, blas.limit(limits=1):
+        yield
+
+
+_PARALLEL_CALL = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_controller():
+    """threadpoolctl's handle on the BLAS libraries, built once (building it scans the loaded
+    libraries, a few milliseconds; limiting through it costs about 12 microseconds)."""
+    return ThreadpoolController().select(user_api="blas")
+
+
+# ---------------------------------------------------------------- choosing the product route
+
+# Crossover, measured with interleaved medians on the 2-core AMD Zen 4
+# (AVX-512, OpenBLAS 0.3 SkylakeX kernels via SciPy), float32, 1 thread, T=20, whole kernel;
+# ratio = hand time / BLAS time, forward (need_cache=False) | forward+backward:
+#   H=64:  B=8 0.73|0.93  B=16 0.82|1.05  B=32 0.95|1.04  B=64 1.06|1.02  B=128 1.06|1.03
+#   H=256: B=2 0.40|0.58  B=8 0.79|0.77  B=16 1.07|1.00  B=32 1.14|1.03  B=64 1.47|1.21
+#   H=512: B=2 0.74|0.51  B=8 1.00|0.72  B=16 1.32|0.93  B=32 1.27|1.06  B=48 1.50|1.39
+# (B=2 at H=256: BLAS 104 us/step against 42 by hand: OpenBLAS packs w_hh for every small
+# GEMM.) The machine was shared and loaded, so single entries are noisy by +-20%; the
+# crossover sits near 16 rows at every H. (Measured on the LSTM; the other cells use the
+# same rule.)
+#: Largest batch chunk whose recurrent products go through the hand loop rather than BLAS.
+SMALL_BATCH = 16
+
+
+def use_blas(B, n_chunks=1, *, backward):
+    """True when the recurrent products of a batch of ``B`` rows, cut into ``n_chunks``
+    chunks, should go to BLAS rather than the hand loop.
+
+    Chunks of more than :data:`SMALL_BATCH` rows take BLAS, smaller ones the hand loop,
+    except a batch of one in the forward pass: BLAS's matrix-vector product is as fast as the
+    hand loop there and needs no transposed copy of ``w_hh``.
+    """
+    if -(-B // n_chunks) > SMALL_BATCH:
+        return True
+    return B == 1 and not backward

@@ -1,0 +1,111 @@
+"""Compiled time loops of the plain LSTM (gates i, f, g, o), one batch chunk ``lo:hi`` per
+call; :mod:`._lstm_variants` has peephole, coupled gates and projection."""
+
+import numpy as np
+from numba import njit
+
+from ._activations import JIT, sigmoid, tanh
+from ._products import matmul_add
+
+
+@njit(**JIT)
+def _gate_row(gates, bias, h, c, y, c_out, tanh_c_out, store, k):
+    """Fused pass over one batch row at one step.
+
+    ``gates`` (4H,) holds ``x W_ih^T + h W_hh^T``; with ``bias`` added it receives the
+    activations i, f, g, o (the cache). Updates ``h`` and ``c`` in place, writes ``h`` to
+    ``y`` and ``tanh(c)`` to ``tanh_c_out``; when ``store``, also ``c`` to ``c_out``. Each
+    loop touches few arrays so that LLVM vectorises it; the arrays must not overlap (or the
+    vectorised loops fall back to scalar code).
+    """
+    H = h.shape[0]
+    # Loops start at 0 and add offsets: a loop from 2H would not vectorise, as Numba could
+    # not tell that its index is never negative.
+    for j in range(2 * H):
+        gates[j] = sigmoid(gates[j] + bias[j], k)  # i, f
+    for j in range(H):
+        gates[2 * H + j] = tanh(gates[2 * H + j] + bias[2 * H + j], k)  # g
+    for j in range(H):
+        gates[3 * H + j] = sigmoid(gates[3 * H + j] + bias[3 * H + j], k)  # o
+    for j in range(H):
+        c[j] = gates[H + j] * c[j] + gates[j] * gates[2 * H + j]  # c = f c + i g
+    for j in range(H):
+        tanh_c_out[j] = tanh(c[j], k)
+    for j in range(H):
+        h[j] = gates[3 * H + j] * tanh_c_out[j]  # h = o tanh(c)
+        y[j] = h[j]
+    if store:
+        c_out[:] = c
+
+
+@njit(**JIT)
+def padding_row(c, y, c_out, tanh_c_out, store):
+    """A step past the sequence's length: state kept, output zero."""
+    y[:] = 0
+    if store:
+        c_out[:] = c
+        tanh_c_out[:] = 0
+
+
+@njit(**JIT)
+def forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
+    """The whole forward time loop for the batch rows ``lo:hi``.
+
+    ``G`` holds the input projection ``x W_ih^T`` and receives the activated gates. The
+    recurrent product goes through BLAS when ``blas``, else through the hand loop, which
+    reads ``w_hh_t``, a C-contiguous ``w_hh.T``. Without ``store``, ``tanh(c)`` goes to a
+    scratch row and ``c`` is not kept.
+    """
+    T = G.shape[0]
+    scratch = np.empty(h.shape[1], dtype=G.dtype)
+    product = np.empty((hi - lo if blas else 0, G.shape[2]), dtype=G.dtype)  # this thread's own
+    for t in range(T):
+        # G[t, lo:hi] += h[lo:hi] @ w_hh.T (rows past their length too: unused)
+        matmul_add(blas, h, w_hh.T, w_hh_t, G[t], lo, hi, product)
+        for b in range(lo, hi):
+            c_out, tanh_c_out = (c_all[t, b], tanh_c_all[t, b]) if store else (scratch, scratch)
+            if t < lens[b]:
+                _gate_row(G[t, b], bias, h[b], c[b], y[t, b], c_out, tanh_c_out, store, k)
+            else:
+                padding_row(c[b], y[t, b], c_out, tanh_c_out, store)
+
+
+@njit(**JIT)
+def _backward_row(dy, gates, c_prev, tanh_c, dh, dc, dgates):
+    """Elementwise backward of one active row at one step: fills ``dgates`` and turns
+    ``dc`` into the cell gradient carried to the step before."""
+    H = dh.shape[0]
+    one = dh.dtype.type(1)
+    for j in range(H):
+        # (1) h = o * tanh(c): the hidden gradient reaches o and, through tanh, c.
+        dh[j] += dy[j]
+        dc[j] += dh[j] * gates[3 * H + j] * (one - tanh_c[j] * tanh_c[j])
+    for j in range(H):
+        i, f, g, o = gates[j], gates[H + j], gates[2 * H + j], gates[3 * H + j]
+        # (2) c = f * c_prev + i * g, then through each gate's activation.
+        dgates[j] = dc[j] * g * (i * (one - i))
+        dgates[H + j] = dc[j] * c_prev[j] * (f * (one - f))
+        dgates[2 * H + j] = dc[j] * i * (one - g * g)
+        dgates[3 * H + j] = dh[j] * tanh_c[j] * (o * (one - o))
+    for j in range(H):
+        # (3) the cell gradient carried to step t - 1.
+        dc[j] *= gates[H + j]
+
+
+@njit(**JIT)
+def backward_rows(lo, hi, blas, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc):
+    """The whole backward time loop for the batch rows ``lo:hi``; the products ``dG[t] @ w_hh``
+    through BLAS when ``blas``, else by hand."""
+    T = dG.shape[0]
+    product = np.empty((hi - lo if blas else 0, dh.shape[1]), dtype=dh.dtype)  # this thread's own
+    for t in range(T - 1, -1, -1):
+        for b in range(lo, hi):
+            if t < lens[b]:
+                c_prev = c_all[t - 1, b] if t > 0 else c0[b]
+                _backward_row(dy[t, b], gates[t, b], c_prev, tanh_c_all[t, b], dh[b], dc[b], dG[t, b])
+                dh[b, :] = 0
+            else:
+                dG[t, b, :] = 0
+        # dh[lo:hi] += dG[t, lo:hi] @ w_hh: the whole gradient for active rows (zeroed
+        # above); a finished row's dG is zero, so it keeps its dh.
+        matmul_add(blas, dG[t], w_hh, w_hh, dh, lo, hi, product)
