@@ -14,7 +14,6 @@ Examples
     $ python -m lstmcpu bench --threads 2 --cells lstm,gru --json bench-2t.json
 """
 
-import argparse
 import json
 import os
 import platform

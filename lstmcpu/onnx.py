@@ -154,7 +154,7 @@ def _estimator_to_onnx(estimator, lengths):
     graph = _Graph(layer, lengths)
     graph.add_inputs(["B", "T", layer.input_size])
     seq, final_states = graph.recurrent_stack(graph.transpose("input", "input_time_major"))
-    D, K = layer.num_directions, net.n_outputs
+    K = net.n_outputs
     if net.output == "last":
         # The top layer's Y_h is (D, B, H): to (B, D, H), then (B, D * H), directions side
         # by side as the network's head reads them.

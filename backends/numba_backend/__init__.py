@@ -51,7 +51,6 @@ import concurrent.futures
 import contextlib
 import functools
 import os
-import threading
 
 import numba
 import numpy as np
@@ -59,8 +58,8 @@ import numpy as np
 # the first product; loading it with the backend lets threadpoolctl limits entered later
 # see it (a library loaded inside ``threadpool_limits`` escapes the limit).
 import scipy.linalg.cython_blas  # noqa: F401
-from threadpoolctl import ThreadpoolController
 
+from lstmcpu._blas_threads import ONE_BLAS_THREAD
 from lstmcpu.backend import CELLS, Backend
 from lstmcpu.backends.numpy_backend import _peephole_gradient, _recurrent_weight_gradient, _weight_gradients
 
@@ -376,24 +375,14 @@ def _blas_limit(n_threads):
     the batch chunks are the parallelism (a small batch has none: its per-step products
     are too small for BLAS threads to pay), and BLAS threads left spinning after a threaded
     product would take the cores from the chunks (measured: 1.3 ms became 16-28 ms on 2
-    cores). The limit is global state, so such calls take turns (one lock) and each
-    restores exactly what it found; nothing changes when BLAS already has one thread."""
-    blas = _blas_controller()
-    if n_threads == 1 or all(lib.num_threads == 1 for lib in blas.lib_controllers):
+    cores). The limit is process-wide state, shared with the estimators through
+    :data:`lstmcpu._blas_threads.ONE_BLAS_THREAD`: concurrent calls from several Python threads
+    run at once, and the last to leave restores what the first found."""
+    if n_threads == 1:
         yield
         return
-    with _PARALLEL_CALL, blas.limit(limits=1):
+    with ONE_BLAS_THREAD:
         yield
-
-
-_PARALLEL_CALL = threading.Lock()
-
-
-@functools.lru_cache(maxsize=None)
-def _blas_controller():
-    """threadpoolctl's handle on the BLAS libraries, built once (building it scans the loaded
-    libraries, a few milliseconds; limiting through it costs about 12 microseconds)."""
-    return ThreadpoolController().select(user_api="blas")
 
 
 # ---------------------------------------------------------------- choosing the product route
