@@ -19,12 +19,30 @@ threads took 1.5-5 s instead of 0.08-0.3 s). So, under this module's lock, each 
 first releases OpenBLAS control, then takes it for the change, then releases it again.
 """
 
+import functools
+import os
 import threading
 
 import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["ONE_BLAS_THREAD"]
+__all__ = ["ONE_BLAS_THREAD", "blas_threads"]
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_libraries():
+    """threadpoolctl's controllers of the loaded BLAS libraries, found once (inspecting the
+    loaded libraries costs ~0.2 ms): all of them, and those SciPy ships (what
+    ``scipy.linalg.cython_blas``, hence the compiled kernels, calls)."""
+    libs = ThreadpoolController().select(user_api="blas")
+    scipy_libs = [c for c in libs.lib_controllers if "scipy" in os.path.basename(os.path.dirname(c.filepath))]
+    return libs, scipy_libs or libs.lib_controllers
+
+
+def blas_threads():
+    """The thread limit of the BLAS the compiled kernels call: what ``threadpool_limits``,
+    ``OPENBLAS_NUM_THREADS`` or :data:`ONE_BLAS_THREAD` set; 1 if unknown (about 2.5 µs)."""
+    return min((c.get_num_threads() for c in _blas_libraries()[1]), default=1)
 
 
 def _release_openblas_control():
@@ -51,23 +69,23 @@ class _OneBLASThread:
         self._lock = threading.Lock()
         self._active = 0
         self._limiter = None
-        self._controller = None
 
     def __enter__(self):
         with self._lock:
             if self._active == 0:
-                if self._controller is None:  # inspecting the loaded libraries costs ~0.2 ms
-                    self._controller = ThreadpoolController().select(user_api="blas")
-                _release_openblas_control()
-                self._limiter = self._controller.limit(limits=1)
-                _release_openblas_control()
+                libs = _blas_libraries()[0]
+                # Nothing to change (and ~12 µs saved per call) when BLAS already has one thread.
+                if any(c.get_num_threads() != 1 for c in libs.lib_controllers):
+                    _release_openblas_control()
+                    self._limiter = libs.limit(limits=1)
+                    _release_openblas_control()
             self._active += 1
         return self
 
     def __exit__(self, *exc_info):
         with self._lock:
             self._active -= 1
-            if self._active == 0:
+            if self._active == 0 and self._limiter is not None:
                 _release_openblas_control()
                 self._limiter.restore_original_limits()
                 _release_openblas_control()

@@ -1,17 +1,14 @@
-"""BLAS runs on one thread inside the estimators' kernels, whichever Python thread calls them,
-and the user's setting comes back afterwards."""
+"""The shared one-BLAS-thread limit holds for every Python thread inside it, whichever entered
+first, and the user's setting comes back afterwards (the estimators' side of it is tested in
+test_estimators.py::test_blas_runs_on_one_thread_and_the_setting_is_restored)."""
 
 import threading
 
-import numpy as np
 import pytest
 import threadpoolctl
 from threadpoolctl import ThreadpoolController, threadpool_info
 
-import lstmcpu
-from lstmcpu import registry
 from lstmcpu._blas_threads import ONE_BLAS_THREAD
-from lstmcpu.backends.numpy_backend import NumpyBackend
 
 
 def blas_threads():
@@ -60,44 +57,3 @@ def test_overlapping_threads_get_one_blas_thread_and_the_last_restores(two_blas_
     assert inside == {"first": {1}, "second": {1}}
     assert blas_threads() == {2}
 
-
-class RecordingBackend(NumpyBackend):
-    """The oracle, noting the BLAS thread counts it runs with."""
-
-    name = "recording"
-    seen = []
-
-    def forward(self, *args, **kwargs):
-        self.seen.append(blas_threads())
-        return super().forward(*args, **kwargs)
-
-
-@pytest.fixture
-def recording_backend():
-    RecordingBackend.seen = []
-    lstmcpu.register_backend("recording", RecordingBackend, replace=True)
-    yield RecordingBackend
-    registry._reset_for_tests()
-
-
-def test_predict_from_worker_threads_runs_blas_on_one_thread(two_blas_threads, recording_backend):
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((40, 6, 3)).astype(np.float32)
-    y = X[:, 0, 0] > 0
-    clf = lstmcpu.LSTMClassifier(hidden_size=4, max_iter=1, backend="recording", random_state=0)
-    clf.fit(X, y)  # in the main thread
-    recording_backend.seen.clear()
-    results = [None] * 4
-
-    def work(k):
-        results[k] = clf.predict(X)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(recording_backend.seen) == 4
-    assert all(seen == {1} for seen in recording_backend.seen), recording_backend.seen
-    assert all(np.array_equal(result, results[0]) for result in results)
-    assert blas_threads() == {2}

@@ -4,9 +4,9 @@ Every shape, dtype and contiguity is checked here before any compiled loop runs,
 call can read or write out of bounds.
 """
 
-import os
-
 import numpy as np
+
+from lstmcpu._blas_threads import blas_threads
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # BLAS takes 32-bit sizes: every matrix dimension handed to it must fit.
@@ -20,23 +20,6 @@ INPUT_CHUNK_ROWS = 1024
 # 256 KiB in float32), and when the batch splits: one sequence (its units are split) or at
 # least 8 (blocks of 4 sequences are split).
 TWO_THREADS_MIN_MACS = 4 * 128 * 128
-
-# The threadpoolctl controllers of the BLAS libraries, found on first use.
-_blas_controllers = None
-
-
-def blas_threads():
-    """The thread limit of the BLAS that scipy (hence these kernels) calls: what
-    ``threadpoolctl.threadpool_limits`` or ``OPENBLAS_NUM_THREADS`` set; 1 if unknown."""
-    global _blas_controllers
-    if _blas_controllers is None:
-        from threadpoolctl import ThreadpoolController
-
-        libs = ThreadpoolController().select(user_api="blas").lib_controllers
-        scipy_libs = [c for c in libs if "scipy" in os.path.basename(os.path.dirname(c.filepath))]
-        _blas_controllers = scipy_libs or libs
-    return min((c.get_num_threads() for c in _blas_controllers), default=1)
-
 
 def step_threads(B, H, need_cache):
     """Threads for the forward time loop of an LSTM kernel call: 2 for inference when the
