@@ -4,6 +4,7 @@ The layers (:class:`LSTM`) follow PyTorch's conventions; the compute runs in a p
 backend chosen by name (``backend="numpy"``, ``"numba"``, ``"cython"``) or ``"auto"``.
 """
 
+from ._buffers import release_buffers
 from ._version import __version__
 from .backend import Backend, BackendUnavailableError
 from .estimators import LSTMClassifier, LSTMRegressor
@@ -24,5 +25,6 @@ __all__ = [
     "get_backend",
     "load",
     "register_backend",
+    "release_buffers",
     "unavailable_backends",
 ]

@@ -28,6 +28,8 @@ from libc.string cimport memcpy, memset
 
 from _loops cimport add_recurrent, backprop_recurrent, project_input, weight_gradients
 
+from lstmcpu._buffers import BUFFERS
+
 from ._entry import check, check_input, check_lengths, check_sizes, hidden_size, input_chunk
 
 cdef extern from "gru_cell.h" nogil:
@@ -101,10 +103,10 @@ def forward(x, w_ih, w_hh, b, b_hn, h0, lengths=None, need_cache=True):
     check(h0, "h0", (B, H), dtype)
     lengths = check_lengths(lengths, T, B)
 
-    gates = np.empty((input_chunk(T, B, need_cache), B, 3 * H), dtype)
-    hidden = np.empty((B, 3 * H), dtype)
-    hn = np.empty((T if need_cache else 1, B, H), dtype)
-    y = np.zeros((T, B, H), dtype) if lengths is not None else np.empty((T, B, H), dtype)
+    gates = BUFFERS.empty((input_chunk(T, B, need_cache), B, 3 * H), dtype)
+    hidden = BUFFERS.empty((B, 3 * H), dtype)
+    hn = BUFFERS.empty((T if need_cache else 1, B, H), dtype)
+    y = BUFFERS.zeros((T, B, H), dtype) if lengths is not None else BUFFERS.empty((T, B, H), dtype)
     h_state = h0.copy() if lengths is not None else None
     _forward_loop(x, w_ih, w_hh, b, b_hn, h0, lengths, gates, hidden, hn, y, h_state)
     h_n = h_state if lengths is not None else y[T - 1].copy()
@@ -200,12 +202,12 @@ def backward(dy, dh_n, GRUCache cache not None):
     dtype = x.dtype
     check(dy, "dy", (T, B, H), dtype)
     check(dh_n, "dh_n", (B, H), dtype)
-    d_hidden = np.empty((T, B, 3 * H), dtype)
-    d_input = np.empty((T, B, 3 * H), dtype)
-    dx = np.empty((T, B, I), dtype)
-    dw_ih = np.empty((3 * H, I), dtype)
-    dw_hh = np.empty((3 * H, H), dtype)
-    db = np.empty(3 * H, dtype)
+    d_hidden = BUFFERS.empty((T, B, 3 * H), dtype)
+    d_input = BUFFERS.empty((T, B, 3 * H), dtype)
+    dx = BUFFERS.empty((T, B, I), dtype)
+    dw_ih = BUFFERS.empty((3 * H, I), dtype)
+    dw_hh = BUFFERS.empty((3 * H, H), dtype)
+    db = BUFFERS.empty(3 * H, dtype)
     dh = dh_n.copy()
     _backward_loop(dy, x, cache.w_ih, cache.w_hh, cache.h0, cache.lengths, cache.gates,
                    cache.hn, cache.y, d_hidden, d_input, dh, dx, dw_ih, dw_hh, db)

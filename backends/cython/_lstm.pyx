@@ -86,6 +86,8 @@ cdef extern from "lstm_step.h" nogil:
     void lstm_backward_step_run(void* arg, int part, int parts) noexcept nogil
     void lstm_forward_team_run(lstmcpu_team* team, int project)
 
+from lstmcpu._buffers import BUFFERS
+
 from ._entry import (check, check_input, check_lengths, check_sizes, hidden_size, input_chunk,
                      step_threads)
 
@@ -146,11 +148,11 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
     check(c0, "c0", (B, H), dtype)
     lengths = check_lengths(lengths, T, B)
 
-    gates = np.empty((input_chunk(T, B, need_cache), B, 4 * H), dtype)
-    y = np.zeros((T, B, H), dtype) if lengths is not None else np.empty((T, B, H), dtype)
+    gates = BUFFERS.empty((input_chunk(T, B, need_cache), B, 4 * H), dtype)
+    y = BUFFERS.zeros((T, B, H), dtype) if lengths is not None else BUFFERS.empty((T, B, H), dtype)
     # Without a cache, c lives in two alternating (B, H) slots and tanh(c) in one.
-    c_all = np.empty((T if need_cache else 2, B, H), dtype)
-    tanh_c = np.empty((T if need_cache else 1, B, H), dtype)
+    c_all = BUFFERS.empty((T if need_cache else 2, B, H), dtype)
+    tanh_c = BUFFERS.empty((T if need_cache else 1, B, H), dtype)
     h_state = h0.copy() if lengths is not None else None
     w_hh_panels = _panels(w_hh) if B > 1 else None
     last = _forward_loop(x, w_ih, w_hh, b, h0, c0, lengths, gates, y, c_all, tanh_c, h_state,
@@ -176,8 +178,8 @@ def _panels(w):
     """An uninitialised buffer for ``w`` (rows, K) packed in panels (``lstm_panel.h``)."""
     rows, K = w.shape
     if w.dtype == np.float32:
-        return np.empty(lstm_panel_size_f32(rows, K), w.dtype)
-    return np.empty(lstm_panel_size_f64(rows, K), w.dtype)
+        return BUFFERS.empty(lstm_panel_size_f32(rows, K), w.dtype)
+    return BUFFERS.empty(lstm_panel_size_f64(rows, K), w.dtype)
 
 
 def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
@@ -279,11 +281,11 @@ def backward(dy, dh_n, dc_n, LSTMCache cache not None):
     check(dy, "dy", (T, B, H), dtype)
     check(dh_n, "dh_n", (B, H), dtype)
     check(dc_n, "dc_n", (B, H), dtype)
-    dgates = np.empty((T, B, 4 * H), dtype)
-    dx = np.empty((T, B, I), dtype)
-    dw_ih = np.empty((4 * H, I), dtype)
-    dw_hh = np.empty((4 * H, H), dtype)
-    db = np.empty(4 * H, dtype)
+    dgates = BUFFERS.empty((T, B, 4 * H), dtype)
+    dx = BUFFERS.empty((T, B, I), dtype)
+    dw_ih = BUFFERS.empty((4 * H, I), dtype)
+    dw_hh = BUFFERS.empty((4 * H, H), dtype)
+    db = BUFFERS.empty(4 * H, dtype)
     dh, dc = dh_n.copy(), dc_n.copy()
     # A batch takes the panel kernel on w_hh.T (H, 4H): the transposed panels' size.
     w_hh_t_panels = _panels(cache.w_hh.T) if B > 1 else None

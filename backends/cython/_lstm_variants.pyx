@@ -27,6 +27,8 @@ from libc.string cimport memcpy, memset
 from _blas cimport gemm
 from _loops cimport add_recurrent, backprop_recurrent, project_input, weight_gradients
 
+from lstmcpu._buffers import BUFFERS
+
 from ._entry import check, check_input, check_lengths, check_sizes, hidden_size, input_chunk
 
 # One pass per gate layout: four gates (peepholes and/or projection) or coupled (f, g, o).
@@ -133,16 +135,16 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True, peephole=No
     check(c0, "c0", (B, H), dtype)
     if peephole is not None:
         check(peephole, "peephole", (3, H), dtype)
-    peep = peephole if peephole is not None else np.zeros((3, H), dtype)
+    peep = peephole if peephole is not None else BUFFERS.zeros((3, H), dtype)
     lengths = check_lengths(lengths, T, B)
 
-    gates = np.empty((input_chunk(T, B, need_cache), B, G), dtype)
-    y = np.zeros((T, B, R), dtype) if lengths is not None else np.empty((T, B, R), dtype)
+    gates = BUFFERS.empty((input_chunk(T, B, need_cache), B, G), dtype)
+    y = BUFFERS.zeros((T, B, R), dtype) if lengths is not None else BUFFERS.empty((T, B, R), dtype)
     # Without a cache, c lives in two alternating (B, H) slots, tanh(c) and m in one.
     steps = T if need_cache else 1
-    c_all = np.empty((T if need_cache else 2, B, H), dtype)
-    tanh_c = np.empty((steps, B, H), dtype)
-    m = np.empty((steps, B, H), dtype) if w_hr is not None else None
+    c_all = BUFFERS.empty((T if need_cache else 2, B, H), dtype)
+    tanh_c = BUFFERS.empty((steps, B, H), dtype)
+    m = BUFFERS.empty((steps, B, H), dtype) if w_hr is not None else None
     h_state = h0.copy() if lengths is not None else None
     last = _forward_loop(x, w_ih, w_hh, b, peep, w_hr, h0, c0, lengths, gates, y, c_all, tanh_c,
                          m, h_state, coupled, need_cache)
@@ -262,15 +264,15 @@ def backward(dy, dh_n, dc_n, LSTMVariantCache cache not None):
     check(dy, "dy", (T, B, R), dtype)
     check(dh_n, "dh_n", (B, R), dtype)
     check(dc_n, "dc_n", (B, H), dtype)
-    dgates = np.empty((T, B, G), dtype)
-    dx = np.empty((T, B, I), dtype)
-    dw_ih = np.empty((G, I), dtype)
-    dw_hh = np.empty((G, R), dtype)
-    db = np.empty(G, dtype)
+    dgates = BUFFERS.empty((T, B, G), dtype)
+    dx = BUFFERS.empty((T, B, I), dtype)
+    dw_ih = BUFFERS.empty((G, I), dtype)
+    dw_hh = BUFFERS.empty((G, R), dtype)
+    db = BUFFERS.empty(G, dtype)
     dh, dc = dh_n.copy(), dc_n.copy()
-    dm = np.empty((B, H), dtype) if projected else None
-    dh_all = np.empty((T, B, R), dtype) if projected else None
-    dw_hr = np.empty((R, H), dtype) if projected else None
+    dm = BUFFERS.empty((B, H), dtype) if projected else None
+    dh_all = BUFFERS.empty((T, B, R), dtype) if projected else None
+    dw_hr = BUFFERS.empty((R, H), dtype) if projected else None
     _backward_loop(dy, x, cache.w_ih, cache.w_hh, cache.peephole, cache.w_hr, cache.h0,
                    cache.c0, cache.lengths, cache.gates, cache.c, cache.tanh_c, cache.y,
                    cache.m, cache.coupled, dgates, dh, dc, dm, dh_all, dx, dw_ih, dw_hh, db,
@@ -283,7 +285,7 @@ def backward(dy, dh_n, dc_n, LSTMVariantCache cache not None):
         # i and f saw c_{t-1}, o saw c_t.
         c_prev = np.concatenate([cache.c0[None], cache.c[: T - 1]])
         k = 0 if cache.coupled else H
-        dpeephole = np.zeros((3, H), dtype)
+        dpeephole = BUFFERS.zeros((3, H), dtype)
         if not cache.coupled:
             dpeephole[0] = np.einsum("tbh,tbh->h", dgates[:, :, :H], c_prev)
         dpeephole[1] = np.einsum("tbh,tbh->h", dgates[:, :, k : k + H], c_prev)

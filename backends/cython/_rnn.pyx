@@ -26,6 +26,8 @@ from libc.string cimport memcpy, memset
 
 from _loops cimport add_recurrent, backprop_recurrent, project_input, weight_gradients
 
+from lstmcpu._buffers import BUFFERS
+
 from ._entry import check, check_input, check_lengths, check_sizes, hidden_size, input_chunk
 
 cdef extern from "rnn_cell.h" nogil:
@@ -104,8 +106,8 @@ def forward(x, w_ih, w_hh, b, h0, lengths=None, need_cache=True, nonlinearity="t
     check(h0, "h0", (B, H), dtype)
     lengths = check_lengths(lengths, T, B)
 
-    act = np.empty((input_chunk(T, B, need_cache), B, H), dtype)
-    y = np.zeros((T, B, H), dtype) if lengths is not None else np.empty((T, B, H), dtype)
+    act = BUFFERS.empty((input_chunk(T, B, need_cache), B, H), dtype)
+    y = BUFFERS.zeros((T, B, H), dtype) if lengths is not None else BUFFERS.empty((T, B, H), dtype)
     h_state = h0.copy() if lengths is not None else None
     relu = nonlinearity == "relu"
     _forward_loop(x, w_ih, w_hh, b, h0, lengths, act, y, h_state, relu)
@@ -201,11 +203,11 @@ def backward(dy, dh_n, RNNCache cache not None):
     dtype = x.dtype
     check(dy, "dy", (T, B, H), dtype)
     check(dh_n, "dh_n", (B, H), dtype)
-    dact = np.empty((T, B, H), dtype)
-    dx = np.empty((T, B, I), dtype)
-    dw_ih = np.empty((H, I), dtype)
-    dw_hh = np.empty((H, H), dtype)
-    db = np.empty(H, dtype)
+    dact = BUFFERS.empty((T, B, H), dtype)
+    dx = BUFFERS.empty((T, B, I), dtype)
+    dw_ih = BUFFERS.empty((H, I), dtype)
+    dw_hh = BUFFERS.empty((H, H), dtype)
+    db = BUFFERS.empty(H, dtype)
     dh = dh_n.copy()
     _backward_loop(dy, x, cache.w_ih, cache.w_hh, cache.h0, cache.lengths, cache.act, cache.y,
                    cache.relu, dact, dh, dx, dw_ih, dw_hh, db)

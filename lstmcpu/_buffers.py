@@ -1,0 +1,140 @@
+"""Large arrays of the compiled kernels, reused from one call to the next.
+
+A training step allocates the same few large arrays every time (the forward cache, the gate
+gradients, packed weights) and frees them at the end. glibc hands freed memory at the top of
+its heap back to the kernel once more than a threshold is free, so the next step gets fresh
+pages and takes a page fault on each first write: for the small benchmark preset (T=50, B=32,
+I=32, H=64) about 1100 faults per forward + backward, 2.5-3 ms of a 6.5 ms step on the
+development VM. :data:`BUFFERS` keeps the memory of freed arrays and hands it out again for
+the next request of the same size, so a training loop stops faulting after its first step.
+
+An array from :meth:`BufferCache.empty` owns nothing itself: its memory stays with the cache,
+and it becomes reusable only once the array *and every view of it* are gone (a weak reference
+to the one object all the views keep alive tells the cache). Callers therefore use these
+arrays like any NumPy array, keep them as long as they like, and never return anything.
+
+Idle memory is bounded (:data:`IDLE_LIMIT_BYTES`, least recently freed dropped first), and
+:meth:`BufferCache.release` frees all of it, e.g. after training.
+"""
+
+import math
+import os
+import threading
+import weakref
+
+import numpy as np
+
+__all__ = ["BUFFERS", "BufferCache", "IDLE_LIMIT_BYTES", "MIN_BYTES", "release_buffers"]
+
+# Smaller arrays come from malloc's heap (below glibc's initial mmap threshold) and are
+# recycled by malloc itself; caching them would only add overhead.
+MIN_BYTES = 128 * 1024
+# The most idle memory the cache keeps: a small or medium preset's training step (5 and
+# 80 MB) fits; a large one's (about 600 MB) is mostly huge pages, whose faults cost little
+# per byte.
+IDLE_LIMIT_BYTES = 128 * 1024 * 1024
+
+
+class BufferCache:
+    """Hands out arrays whose memory is reused once they are garbage.
+
+    Parameters
+    ----------
+    idle_limit : int, default=IDLE_LIMIT_BYTES
+        Most bytes kept for reuse while no array uses them.
+    min_bytes : int, default=MIN_BYTES
+        Smaller requests get a plain ``np.empty``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cache = BufferCache(min_bytes=0)
+    >>> a = cache.empty((256, 256), np.float32)
+    >>> address = a.ctypes.data
+    >>> del a  # the memory is idle now ...
+    >>> b = cache.empty((512, 128), np.float32)  # ... and this request has the same size
+    >>> b.ctypes.data == address
+    True
+    >>> view = b[1:]
+    >>> del b  # the view still uses the memory: not reused
+    >>> cache.empty((512, 128), np.float32).ctypes.data == address
+    False
+    """
+
+    def __init__(self, idle_limit=IDLE_LIMIT_BYTES, min_bytes=MIN_BYTES):
+        self.idle_limit = idle_limit
+        self.min_bytes = min_bytes
+        self._lock = threading.RLock()
+        self._idle = []  # bytearrays, the most recently freed last
+        self._idle_bytes = 0
+
+    def empty(self, shape, dtype):
+        """An uninitialised C-contiguous array, like ``np.empty(shape, dtype)``."""
+        dtype = np.dtype(dtype)
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes < self.min_bytes:
+            return np.empty(shape, dtype)
+        memory = self._take(nbytes) or bytearray(nbytes)
+        # Every view of ``owner`` (and of the arrays made from it) keeps ``owner`` alive,
+        # because its base is not an ndarray: when it dies, nothing uses the memory.
+        owner = np.frombuffer(memory, np.uint8)
+        weakref.finalize(owner, self._give_back, memory).atexit = False
+        return owner.view(dtype).reshape(shape)
+
+    def zeros(self, shape, dtype):
+        """A zero-filled array, like ``np.zeros(shape, dtype)``."""
+        out = self.empty(shape, dtype)
+        out.fill(0)
+        return out
+
+    @property
+    def idle_bytes(self):
+        """Bytes kept for reuse that no array uses now."""
+        return self._idle_bytes
+
+    def release(self):
+        """Free the idle memory (arrays still in use keep theirs and return it later)."""
+        with self._lock:
+            self._idle.clear()
+            self._idle_bytes = 0
+
+    def _take(self, nbytes):
+        with self._lock:
+            for k in range(len(self._idle) - 1, -1, -1):
+                if len(self._idle[k]) == nbytes:
+                    self._idle_bytes -= nbytes
+                    return self._idle.pop(k)
+        return None
+
+    def _give_back(self, memory):
+        with self._lock:
+            if len(memory) > self.idle_limit:
+                return
+            self._idle.append(memory)
+            self._idle_bytes += len(memory)
+            while self._idle_bytes > self.idle_limit:
+                self._idle_bytes -= len(self._idle.pop(0))
+
+    def _reset_lock(self):
+        self._lock = threading.RLock()
+
+
+BUFFERS = BufferCache()
+# A child forked while another thread held the lock would wait for it forever.
+os.register_at_fork(after_in_child=BUFFERS._reset_lock)
+
+
+def release_buffers():
+    """Free the memory lstmcpu keeps for reuse between kernel calls.
+
+    The compiled backends keep the memory of their large arrays (up to 128 MiB not in use)
+    so that repeated training steps do not fault in fresh pages; call this after training
+    to give it back. Arrays still in use are not affected.
+
+    Examples
+    --------
+    >>> import lstmcpu
+    >>> lstmcpu.release_buffers()
+    """
+    BUFFERS.release()

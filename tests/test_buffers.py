@@ -1,0 +1,167 @@
+"""The cache that reuses the compiled kernels' large arrays (lstmcpu/_buffers.py)."""
+
+import gc
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import lstmcpu
+from lstmcpu._buffers import BUFFERS, BufferCache
+
+from _lstm_helpers import random_problem, upstream_grads
+
+KIB = 1024
+
+
+def address(a):
+    return a.__array_interface__["data"][0]
+
+
+def test_memory_is_reused_once_the_array_is_gone():
+    cache = BufferCache(min_bytes=0)
+    a = cache.empty((64, 64), np.float32)
+    where = address(a)
+    del a
+    assert cache.idle_bytes == 64 * 64 * 4
+    b = cache.empty((128, 16), np.float64)  # same size in bytes, another shape and dtype
+    assert address(b) == where
+    assert b.shape == (128, 16) and b.dtype == np.float64 and b.flags.c_contiguous and b.flags.writeable
+    assert cache.idle_bytes == 0
+
+
+@pytest.mark.parametrize(
+    "keep",
+    [
+        lambda a: a[1:],
+        lambda a: a.T,
+        lambda a: a.reshape(-1)[::2],
+        lambda a: a.view(np.int32),
+        lambda a: memoryview(a),
+        lambda a: np.asarray(a[3]),
+    ],
+    ids=["slice", "transpose", "strided", "view-dtype", "memoryview", "asarray-row"],
+)
+def test_memory_is_not_reused_while_any_view_of_it_lives(keep):
+    cache = BufferCache(min_bytes=0)
+    a = cache.empty((32, 32), np.float32)
+    a.fill(7.0)
+    where = address(a)
+    kept = keep(a)
+    expected = np.array(kept, copy=True)
+    del a
+    gc.collect()
+    b = cache.empty((32, 32), np.float32)
+    assert address(b) != where
+    b.fill(-1.0)
+    np.testing.assert_array_equal(np.asarray(kept), expected)
+    del kept, b
+    assert cache.idle_bytes == 2 * 32 * 32 * 4
+
+
+def test_small_requests_are_plain_arrays():
+    cache = BufferCache(min_bytes=4 * KIB)
+    a = cache.empty((10, 10), np.float64)  # 800 bytes
+    assert a.flags.owndata
+    del a
+    assert cache.idle_bytes == 0
+
+
+def test_idle_memory_is_bounded_and_the_least_recently_freed_goes_first():
+    cache = BufferCache(idle_limit=10 * KIB, min_bytes=0)
+    arrays = [cache.empty(4 * KIB, np.uint8) for _ in range(3)]
+    where = [address(a) for a in arrays]
+    del arrays[0]  # freed first
+    del arrays[0]
+    del arrays[0]  # third: 12 KiB idle > 10 KiB, the first is dropped
+    assert cache.idle_bytes == 8 * KIB
+    again = cache.empty(4 * KIB, np.uint8)
+    assert address(again) == where[2]  # the most recently freed
+    assert cache.idle_bytes == 4 * KIB
+    big = cache.empty(11 * KIB, np.uint8)
+    del big  # larger than the limit: never kept
+    assert cache.idle_bytes <= 10 * KIB
+
+
+def test_release_frees_idle_memory():
+    cache = BufferCache(min_bytes=0)
+    a = cache.empty(1000, np.float32)
+    del a
+    assert cache.idle_bytes == 4000
+    cache.release()
+    assert cache.idle_bytes == 0
+
+
+def test_zeros_are_zero_on_reused_memory():
+    cache = BufferCache(min_bytes=0)
+    a = cache.empty((50, 50), np.float64)
+    a.fill(np.nan)
+    del a
+    z = cache.zeros((50, 50), np.float64)
+    assert np.all(z == 0)
+
+
+def test_concurrent_users_never_share_memory():
+    cache = BufferCache(min_bytes=0)
+    barrier = threading.Barrier(4)
+    failures = []
+
+    def work(k):
+        for round_ in range(200):
+            a = cache.empty((16, 16), np.float64)
+            a.fill(k * 1000 + round_)
+            if round_ % 50 == 0:
+                barrier.wait()
+            if not np.all(a == k * 1000 + round_):
+                failures.append((k, round_))
+            del a
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_public_release_empties_the_shared_cache():
+    a = BUFFERS.empty(BUFFERS.min_bytes, np.uint8)
+    del a
+    assert BUFFERS.idle_bytes >= BUFFERS.min_bytes
+    lstmcpu.release_buffers()
+    assert BUFFERS.idle_bytes == 0
+
+
+def test_cython_training_steps_reuse_the_forward_cache_and_results_do_not_change():
+    """The second forward + backward gets the first's memory back and the same results."""
+    backend = lstmcpu.get_backend("cython")
+    T, B, I, H = 20, 16, 8, 64  # gates: 20 * 16 * 256 * 4 bytes = 320 KiB, above MIN_BYTES
+    p = random_problem(T, B, I, H, np.float32)
+    grads = upstream_grads(T, B, H, np.float32)
+    args = (p["x"], p["w_ih"], p["w_hh"], p["b"], p["h0"], p["c0"])
+
+    y, h_n, c_n, cache = backend.forward(*args)
+    first = backend.backward(*grads, cache)
+    where = address(cache.gates)
+    y_first = y.copy()
+    lstmcpu.release_buffers()
+    del cache, y
+    assert BUFFERS.idle_bytes >= T * B * 4 * H * 4  # the cache's memory is kept ...
+    y, h_n, c_n, cache = backend.forward(*args)
+    assert address(cache.gates) == where  # ... and reused
+    assert BUFFERS.idle_bytes == 0
+    np.testing.assert_array_equal(y, y_first)
+    for g1, g2 in zip(first, backend.backward(*grads, cache)):
+        np.testing.assert_array_equal(g1, g2)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts page faults with getrusage")
+def test_cython_training_steps_take_no_fresh_pages():
+    """The point of the cache: a training loop stops faulting in pages after its first step
+    (the small benchmark preset took ~1100 faults per step, 40% of its time)."""
+    from benchmarks.page_faults import measure
+
+    seconds, forward_faults, backward_faults = measure("cython", "small", steps=10)
+    # The step's large arrays alone span 1100 pages; what is left is the interpreter's own.
+    assert forward_faults < 25 and backward_faults < 25, (forward_faults, backward_faults)
