@@ -26,7 +26,7 @@ import threading
 import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["ONE_BLAS_THREAD", "blas_threads"]
+__all__ = ["ONE_BLAS_THREAD", "blas_threads", "thread_budget"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,6 +43,14 @@ def blas_threads():
     """The thread limit of the BLAS the compiled kernels call: what ``threadpool_limits``,
     ``OPENBLAS_NUM_THREADS`` or :data:`ONE_BLAS_THREAD` set; 1 if unknown (about 2.5 µs)."""
     return min((c.get_num_threads() for c in _blas_libraries()[1]), default=1)
+
+
+def thread_budget():
+    """Threads lstmcpu's own compiled loops may use: the BLAS limit the user set, even while
+    :data:`ONE_BLAS_THREAD` holds BLAS itself at one thread (the estimators keep BLAS's
+    workers out of the way of the kernels' own threads, not the user's cores)."""
+    found = ONE_BLAS_THREAD.threads_found
+    return blas_threads() if found is None else found
 
 
 def _release_openblas_control():
@@ -69,6 +77,8 @@ class _OneBLASThread:
         self._lock = threading.Lock()
         self._active = 0
         self._limiter = None
+        #: The BLAS limit found on entry while a limit is in force (else None).
+        self.threads_found = None
 
     def __enter__(self):
         with self._lock:
@@ -76,6 +86,7 @@ class _OneBLASThread:
                 libs = _blas_libraries()[0]
                 # Nothing to change (and ~12 µs saved per call) when BLAS already has one thread.
                 if any(c.get_num_threads() != 1 for c in libs.lib_controllers):
+                    self.threads_found = blas_threads()
                     _release_openblas_control()
                     self._limiter = libs.limit(limits=1)
                     _release_openblas_control()
@@ -90,6 +101,7 @@ class _OneBLASThread:
                 self._limiter.restore_original_limits()
                 _release_openblas_control()
                 self._limiter = None
+                self.threads_found = None
 
 
 #: The process's one instance; ``with ONE_BLAS_THREAD:`` around kernel calls.

@@ -57,3 +57,21 @@ def test_overlapping_threads_get_one_blas_thread_and_the_last_restores(two_blas_
     assert inside == {"first": {1}, "second": {1}}
     assert blas_threads() == {2}
 
+
+
+def test_the_thread_budget_is_the_users_limit_even_while_blas_is_held_at_one(two_blas_threads):
+    """The estimators hold BLAS at one thread; the Cython kernels' own second thread follows
+    the user's limit (2 here), not that hold."""
+    from lstmcpu._blas_threads import thread_budget
+    from lstmcpu.backends.cython._entry import step_threads
+
+    assert thread_budget() == 2
+    with ONE_BLAS_THREAD:
+        assert blas_threads() == {1}
+        assert thread_budget() == 2
+        assert step_threads(B=512, H=64, need_cache=False) == 2
+        assert step_threads(B=512, H=64, need_cache=True) == 1  # training loops: one thread
+    with threadpoolctl.threadpool_limits(1):
+        with ONE_BLAS_THREAD:
+            assert thread_budget() == 1  # the user's own limit of one is kept
+            assert step_threads(B=512, H=64, need_cache=False) == 1

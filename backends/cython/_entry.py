@@ -6,7 +6,7 @@ call can read or write out of bounds.
 
 import numpy as np
 
-from lstmcpu._blas_threads import blas_threads
+from lstmcpu._blas_threads import thread_budget
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # BLAS takes 32-bit sizes: every matrix dimension handed to it must fit.
@@ -23,7 +23,9 @@ TWO_THREADS_MIN_MACS = 4 * 128 * 128
 
 def step_threads(B, H, need_cache):
     """Threads for the forward time loop of an LSTM kernel call: 2 for inference when the
-    BLAS limit allows 2 and the steps pay for them (see TWO_THREADS_MIN_MACS), else 1.
+    user's thread limit (``threadpool_limits``, ``OPENBLAS_NUM_THREADS``; see
+    :func:`lstmcpu._blas_threads.thread_budget`) allows 2 and the steps pay for them (see
+    TWO_THREADS_MIN_MACS), else 1.
 
     Training loops run on one thread: a training step ends in multi-threaded BLAS GEMMs
     (the weight gradients), whose OpenBLAS workers keep spinning for a while afterwards and
@@ -32,7 +34,7 @@ def step_threads(B, H, need_cache):
     """
     if need_cache or 4 * B * H * H < TWO_THREADS_MIN_MACS or 1 < B < 8:
         return 1
-    return min(2, blas_threads())
+    return min(2, thread_budget())
 
 
 def input_chunk(T, B, need_cache):
