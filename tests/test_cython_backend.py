@@ -205,13 +205,15 @@ def test_single_long_sequence_matches_oracle(backend, dtype, tol, H, with_length
         np.testing.assert_array_equal(a, b)
 
 
-# With BLAS allowed two threads the inference loop splits a single sequence's units, or a
+# With BLAS allowed two threads the time loops split a single sequence's units, or a
 # batch's sequences in blocks of 4 (the second thread gets a scalar tail of units / a
-# partial block), and the input projection's rows.
+# partial block), and the input projection's rows; training also splits its backward steps
+# (a batch's sequences) and the halves of its gradient GEMMs.
 @pytest.mark.parametrize("B, H", [(1, 133), (13, 67)], ids=str)
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
-def test_forward_on_two_threads_equals_one_thread(backend, dtype, tol, B, H, with_lengths):
-    """Every output is computed as on one thread, so the results are identical."""
+def test_two_threads_give_the_results_of_one(backend, dtype, tol, B, H, with_lengths):
+    """The loops compute every output as on one thread, so the states are identical; the
+    gradients differ at most by rounding (BLAS may round a half of a GEMM differently)."""
     from threadpoolctl import threadpool_limits
 
     from lstmcpu.backends.cython._entry import step_threads
@@ -220,16 +222,22 @@ def test_forward_on_two_threads_equals_one_thread(backend, dtype, tol, B, H, wit
     p["w_hh"] *= dtype(1.6 / np.sqrt(H))
     if with_lengths and B == 1:
         p["lengths"] = np.array([26])
-    results = {}
+    upstream = upstream_grads(30, B, H, dtype)
+    inference, training = {}, {}
     for threads in (1, 2):
         with threadpool_limits(threads, user_api="blas"):
             assert step_threads(B, H, need_cache=False) == threads
-            assert step_threads(B, H, need_cache=True) == 1
-            results[threads] = forward(backend, p, need_cache=False)
-    for a, b in zip(results[1][:3], results[2][:3]):
+            assert step_threads(B, H, need_cache=True) == threads
+            inference[threads] = forward(backend, p, need_cache=False)[:3]
+            y, h_n, c_n, cache = forward(backend, p, need_cache=True)
+            training[threads] = (y, h_n, c_n) + backend.backward(*upstream, cache)
+    for a, b in zip(inference[1] + training[1][:3], inference[2] + training[2][:3]):
         np.testing.assert_array_equal(a, b)
+    eps = np.finfo(dtype).eps
+    for a, b in zip(training[1][3:], training[2][3:]):
+        np.testing.assert_allclose(a, b, rtol=8 * eps, atol=8 * eps * np.abs(a).max())
     ref = forward(ORACLE, as64(p))
-    for got, want in zip(results[2][:3], ref[:3]):
+    for got, want in zip(inference[2], ref[:3]):
         np.testing.assert_allclose(got, want, **tol)
 
 

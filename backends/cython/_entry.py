@@ -4,9 +4,11 @@ Every shape, dtype and contiguity is checked here before any compiled loop runs,
 call can read or write out of bounds.
 """
 
+import contextlib
+
 import numpy as np
 
-from lstmcpu._blas_threads import thread_budget
+from lstmcpu._blas_threads import ONE_BLAS_THREAD, thread_budget
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # BLAS takes 32-bit sizes: every matrix dimension handed to it must fit.
@@ -22,19 +24,22 @@ INPUT_CHUNK_ROWS = 1024
 TWO_THREADS_MIN_MACS = 4 * 128 * 128
 
 def step_threads(B, H, need_cache):
-    """Threads for the forward time loop of an LSTM kernel call: 2 for inference when the
-    user's thread limit (``threadpool_limits``, ``OPENBLAS_NUM_THREADS``; see
+    """Threads for the time loops of an LSTM kernel call: 2 when the user's thread limit
+    (``threadpool_limits``, ``OPENBLAS_NUM_THREADS``; see
     :func:`lstmcpu._blas_threads.thread_budget`) allows 2 and the steps pay for them (see
-    TWO_THREADS_MIN_MACS), else 1.
-
-    Training loops run on one thread: a training step ends in multi-threaded BLAS GEMMs
-    (the weight gradients), whose OpenBLAS workers keep spinning for a while afterwards and
-    take the core the loop's second thread needs (2 BLAS threads, T=100 B=1 H=256: forward
-    + backward 4.75 ms with two-thread loops, 3.85 ms with one).
+    TWO_THREADS_MIN_MACS), else 1. Training (``need_cache``) splits its backward loop and
+    gradient GEMMs too; those GEMMs then run on one BLAS thread each
+    (:func:`one_blas_thread`), so no OpenBLAS worker spins on the cores the loops use.
     """
-    if need_cache or 4 * B * H * H < TWO_THREADS_MIN_MACS or 1 < B < 8:
+    if 4 * B * H * H < TWO_THREADS_MIN_MACS or 1 < B < 8:
         return 1
     return min(2, thread_budget())
+
+
+def one_blas_thread(threads):
+    """BLAS held at one thread while a kernel runs ``threads`` > 1 threads of its own that
+    call it; a no-op context otherwise."""
+    return ONE_BLAS_THREAD if threads > 1 else contextlib.nullcontext()
 
 
 def input_chunk(T, B, need_cache):

@@ -83,22 +83,74 @@ cdef inline void weight_gradients(int T, int B, int I, int K, int n_gates,
     active at t was active at t - 1). Writes dx (T, B, I), dw_ih (n_gates, I),
     dw_hh (n_gates, K) and db (n_gates,).
     """
+    weight_gradients_part(0, 1, T, B, I, K, n_gates, d_input, d_hidden, x, w_ih, h0, h_all,
+                          dx, dw_ih, dw_hh, db)
+
+
+cdef inline void weight_gradients_part(int part, int parts, int T, int B, int I, int K,
+                                       int n_gates, const floating* d_input,
+                                       const floating* d_hidden, const floating* x,
+                                       const floating* w_ih, const floating* h0,
+                                       const floating* h_all, floating* dx,
+                                       floating* dw_ih, floating* dw_hh,
+                                       floating* db) noexcept nogil:
+    """Part ``part`` of ``parts`` (1 or 2) of :func:`weight_gradients`: the rows
+    [g0, g1) of dw_ih, dw_hh and db, and the rows [r0, r1) of dx, halves of each when
+    ``parts`` is 2. The parts write disjoint rows and may run at once (each GEMM on one
+    BLAS thread)."""
     cdef int G = n_gates, j
+    cdef int g0 = 0 if part == 0 else G // 2, g1 = G if part == parts - 1 else G // 2
     cdef size_t row, n_rows = <size_t> T * B
+    cdef size_t r0 = 0 if part == 0 else n_rows // 2
+    cdef size_t r1 = n_rows if part == parts - 1 else n_rows // 2
     cdef const floating* d
-    # NumPy: dw_ih = d_input.reshape(T * B, G).T @ x.reshape(T * B, I)
-    gemm(True, False, G, I, T * B, 1, d_input, G, x, I, 0, dw_ih, I)
-    # NumPy: dw_hh = d_hidden[0].T @ h0
-    gemm(True, False, G, K, B, 1, d_hidden, G, h0, K, 0, dw_hh, K)
+    # NumPy: dw_ih[g0:g1] = d_input.reshape(T * B, G)[:, g0:g1].T @ x.reshape(T * B, I)
+    gemm(True, False, g1 - g0, I, T * B, 1, d_input + g0, G, x, I, 0, dw_ih + <size_t> g0 * I, I)
+    # NumPy: dw_hh[g0:g1] = d_hidden[0, :, g0:g1].T @ h0
+    gemm(True, False, g1 - g0, K, B, 1, d_hidden + g0, G, h0, K, 0, dw_hh + <size_t> g0 * K, K)
     if T > 1:
-        # NumPy: dw_hh += d_hidden[1:].reshape(-1, G).T @ h_all[:-1].reshape(-1, K)
-        gemm(True, False, G, K, (T - 1) * B, 1, d_hidden + <size_t> B * G, G, h_all, K,
-             1, dw_hh, K)
-    # NumPy: dx = (d_input.reshape(T * B, G) @ w_ih).reshape(T, B, I)
-    gemm(False, False, T * B, I, G, 1, d_input, G, w_ih, I, 0, dx, I)
-    # NumPy: db = d_input.sum(axis=(0, 1))
-    memset(db, 0, G * sizeof(floating))
+        # NumPy: dw_hh[g0:g1] += d_hidden[1:].reshape(-1, G)[:, g0:g1].T
+        #                        @ h_all[:-1].reshape(-1, K)
+        gemm(True, False, g1 - g0, K, (T - 1) * B, 1, d_hidden + <size_t> B * G + g0, G,
+             h_all, K, 1, dw_hh + <size_t> g0 * K, K)
+    # NumPy: dx.reshape(T * B, I)[r0:r1] = d_input.reshape(T * B, G)[r0:r1] @ w_ih
+    gemm(False, False, <int> (r1 - r0), I, G, 1, d_input + r0 * G, G, w_ih, I, 0,
+         dx + r0 * I, I)
+    # NumPy: db[g0:g1] = d_input[..., g0:g1].sum(axis=(0, 1))
+    memset(db + g0, 0, (g1 - g0) * sizeof(floating))
     for row in range(n_rows):
         d = d_input + row * G
-        for j in range(G):
+        for j in range(g0, g1):
             db[j] += d[j]
+
+
+ctypedef struct gradient_args:
+    # weight_gradients' arguments for a thread team (team.h): pointers to float or double.
+    int f64, T, B, n_in, K, n_gates  # (not I: complex.h defines it)
+    const void* d_input
+    const void* d_hidden
+    const void* x
+    const void* w_ih
+    const void* h0
+    const void* h_all
+    void* dx
+    void* dw_ih
+    void* dw_hh
+    void* db
+
+
+cdef inline void gradients_run(void* arg, int part, int parts) noexcept nogil:
+    """team.h's step function for :func:`weight_gradients_part` on ``gradient_args``."""
+    cdef gradient_args* a = <gradient_args*> arg
+    if a.f64:
+        weight_gradients_part(part, parts, a.T, a.B, a.n_in, a.K, a.n_gates,
+                              <const double*> a.d_input, <const double*> a.d_hidden,
+                              <const double*> a.x, <const double*> a.w_ih,
+                              <const double*> a.h0, <const double*> a.h_all, <double*> a.dx,
+                              <double*> a.dw_ih, <double*> a.dw_hh, <double*> a.db)
+    else:
+        weight_gradients_part(part, parts, a.T, a.B, a.n_in, a.K, a.n_gates,
+                              <const float*> a.d_input, <const float*> a.d_hidden,
+                              <const float*> a.x, <const float*> a.w_ih,
+                              <const float*> a.h0, <const float*> a.h_all, <float*> a.dx,
+                              <float*> a.dw_ih, <float*> a.dw_hh, <float*> a.db)

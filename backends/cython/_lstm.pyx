@@ -14,15 +14,16 @@ Backward
        ``dh = dG[t] @ w_hh``;
     2. after the loop, the weight and input gradients as single GEMMs over all steps.
 
-The forward products run in ``lstm_step.h`` with no BLAS call, on one or two threads
-(``_entry.step_threads``: two when BLAS may use two and the steps are long enough): the
-input projection and, for batches of more than one, the per-step product are
-register-blocked kernels over ``w_ih`` and ``w_hh`` packed once per call
-(``lstm_panel.h``); a single sequence takes the fused step of ``lstm_fused.h`` on ``w_hh``
-as it is. The backward steps of a batch run there too (the panel kernel on ``w_hh.T``, one
-thread); a single sequence's take the hand-written kernels of ``recurrent.h``; the
-gradients after the loop are BLAS GEMMs (``_loops.pxd``). Results do not depend on the
-number of threads.
+Both loops run on one or two threads (``_entry.step_threads``: two when the user's thread
+limit allows two and the steps are long enough). The forward products run in
+``lstm_step.h`` with no BLAS call: the input projection and, for batches of more than one,
+the per-step product are register-blocked kernels over ``w_ih`` and ``w_hh`` packed once
+per call (``lstm_panel.h``); a single sequence takes the fused step of ``lstm_fused.h`` on
+``w_hh`` as it is. The backward steps of a batch run there too (the panel kernel on
+``w_hh.T``); a single sequence's take the hand-written kernels of ``recurrent.h``; the
+gradients after the loop are BLAS GEMMs (``_loops.pxd``), split in halves over the two
+threads, each on one BLAS thread. The states do not depend on the number of threads; the
+gradients only by the rounding of those GEMMs.
 
 ``forward`` and ``backward`` are the Python entry: they check every shape, dtype and
 contiguity before any compiled loop runs, so no call can read or write out of bounds.
@@ -34,7 +35,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from _loops cimport backprop_recurrent, weight_gradients
+from _loops cimport backprop_recurrent, gradient_args, gradients_run
 
 cdef extern from "lstm_cell.h" nogil:
     void lstm_cell_backward_f32(int H, const float* gates, const float* c_prev,
@@ -46,6 +47,7 @@ cdef extern from "lstm_cell.h" nogil:
 
 cdef extern from "lstm_step.h" nogil:
     ctypedef struct lstmcpu_team:
+        void (*run)(void*, int, int) noexcept nogil
         void* arg
     ctypedef struct lstm_forward_args:
         int f64, B, H, n_in
@@ -69,6 +71,7 @@ cdef extern from "lstm_step.h" nogil:
     void lstmcpu_team_start(lstmcpu_team* team, void (*run)(void*, int, int) noexcept nogil,
                             void* arg, int threads)
     void lstmcpu_team_stop(lstmcpu_team* team)
+    void lstmcpu_team_step(lstmcpu_team* team)
     ctypedef struct lstm_backward_args:
         int f64, B, H, t
         const void* w_hh_t_panels
@@ -89,7 +92,7 @@ cdef extern from "lstm_step.h" nogil:
 from lstmcpu._buffers import BUFFERS
 
 from ._entry import (check, check_input, check_lengths, check_sizes, hidden_size, input_chunk,
-                     step_threads)
+                     one_blas_thread, step_threads)
 
 
 cdef class LSTMCache:
@@ -289,9 +292,11 @@ def backward(dy, dh_n, dc_n, LSTMCache cache not None):
     dh, dc = dh_n.copy(), dc_n.copy()
     # A batch takes the panel kernel on w_hh.T (H, 4H): the transposed panels' size.
     w_hh_t_panels = _panels(cache.w_hh.T) if B > 1 else None
-    _backward_loop(dy, x, cache.w_ih, cache.w_hh, cache.h0, cache.c0, cache.lengths,
-                   cache.gates, cache.c, cache.tanh_c, cache.y,
-                   dgates, dh, dc, dx, dw_ih, dw_hh, db, w_hh_t_panels)
+    threads = step_threads(B, H, need_cache=True)
+    with one_blas_thread(threads):
+        _backward_loop(dy, x, cache.w_ih, cache.w_hh, cache.h0, cache.c0, cache.lengths,
+                       cache.gates, cache.c, cache.tanh_c, cache.y,
+                       dgates, dh, dc, dx, dw_ih, dw_hh, db, w_hh_t_panels, threads)
     return dx, dw_ih, dw_hh, db, dh, dc
 
 
@@ -312,19 +317,23 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
                    const floating[:, :, ::1] y, floating[:, :, ::1] dgates,
                    floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dx,
                    floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
-                   floating[::1] w_hh_t_panels):
+                   floating[::1] w_hh_t_panels, int threads):
     """The reverse time loop and the gradient GEMMs, without the GIL.
 
     A batch of more than one sequence runs its steps in ``lstm_step.h`` with ``w_hh.T``
-    packed into ``w_hh_t_panels``; a single sequence takes the kernels of ``recurrent.h``.
-    The loop runs on one thread (see ``_entry.step_threads``).
+    packed into ``w_hh_t_panels``, on ``threads`` (1 or 2) threads that split the batch; a
+    single sequence takes the kernels of ``recurrent.h`` on the calling thread. The
+    gradient GEMMs after the loop are split in halves over the same threads.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef int G = 4 * H, t, r
     cdef bint masked = lengths is not None
     cdef const floating* c_prev
     cdef lstm_backward_args a
+    cdef gradient_args grads
+    cdef lstmcpu_team team
     with nogil:
+        lstmcpu_team_start(&team, lstm_backward_step_run, &a, threads)
         if B > 1:
             if floating is float:
                 lstm_pack_panels_t_f32(H, G, &w_hh[0, 0], &w_hh_t_panels[0])
@@ -340,7 +349,7 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
                 # NumPy: the gate pass of every row, then dh += dgates[t] @ w_hh
                 a.t, a.gates, a.c_prev, a.tanh_c = t, &gates[t, 0, 0], c_prev, &tanh_c[t, 0, 0]
                 a.dy, a.dgates = &dy[t, 0, 0], &dgates[t, 0, 0]
-                lstm_backward_step_run(&a, 0, 1)
+                lstmcpu_team_step(&team)
                 continue
             for r in range(B):
                 if masked and t >= lengths[r]:
@@ -352,6 +361,11 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
             # The cell pass zeroed dh on the rows it used; padded rows keep theirs.
             # NumPy: dh += dgates[t] @ w_hh
             backprop_recurrent(t, B, H, G, &w_hh[0, 0], &dgates[t, 0, 0], G, &dh[0, 0])
-        weight_gradients(T, B, I, H, G, &dgates[0, 0, 0], &dgates[0, 0, 0], &x[0, 0, 0],
-                         &w_ih[0, 0], &h0[0, 0], &y[0, 0, 0], &dx[0, 0, 0], &dw_ih[0, 0],
-                         &dw_hh[0, 0], &db[0])
+        grads.f64, grads.T, grads.B, grads.n_in = sizeof(floating) == sizeof(double), T, B, I
+        grads.K, grads.n_gates = H, G
+        grads.d_input, grads.d_hidden, grads.x = &dgates[0, 0, 0], &dgates[0, 0, 0], &x[0, 0, 0]
+        grads.w_ih, grads.h0, grads.h_all = &w_ih[0, 0], &h0[0, 0], &y[0, 0, 0]
+        grads.dx, grads.dw_ih, grads.dw_hh, grads.db = &dx[0, 0, 0], &dw_ih[0, 0], &dw_hh[0, 0], &db[0]
+        team.run, team.arg = gradients_run, &grads
+        lstmcpu_team_step(&team)
+        lstmcpu_team_stop(&team)
