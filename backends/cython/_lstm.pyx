@@ -35,15 +35,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from _loops cimport backprop_recurrent, gradient_args, gradients_run
-
-cdef extern from "lstm_cell.h" nogil:
-    void lstm_cell_backward_f32(int H, const float* gates, const float* c_prev,
-                                const float* tanh_c, const float* dy, float* dh, float* dc,
-                                float* dgates)
-    void lstm_cell_backward_f64(int H, const double* gates, const double* c_prev,
-                                const double* tanh_c, const double* dy, double* dh,
-                                double* dc, double* dgates)
+from _loops cimport gradient_args, gradients_run
 
 cdef extern from "lstm_step.h" nogil:
     ctypedef struct lstmcpu_team:
@@ -80,6 +72,9 @@ cdef extern from "lstm_step.h" nogil:
         const void* c_prev
         const void* tanh_c
         const void* dy
+        int cell
+        const void* w_hh
+        const void* dgates_next
         void* dh
         void* dc
         void* dgates
@@ -300,15 +295,6 @@ def backward(dy, dh_n, dc_n, LSTMCache cache not None):
     return dx, dw_ih, dw_hh, db, dh, dc
 
 
-cdef inline void _cell_backward(int H, const floating* gates, const floating* c_prev,
-                                const floating* tanh_c, const floating* dy, floating* dh,
-                                floating* dc, floating* dgates) noexcept nogil:
-    if floating is float:
-        lstm_cell_backward_f32(H, gates, c_prev, tanh_c, dy, dh, dc, dgates)
-    else:
-        lstm_cell_backward_f64(H, gates, c_prev, tanh_c, dy, dh, dc, dgates)
-
-
 def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
                    const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
                    const floating[:, ::1] h0, const floating[:, ::1] c0,
@@ -334,33 +320,29 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
     cdef lstmcpu_team team
     with nogil:
         lstmcpu_team_start(&team, lstm_backward_step_run, &a, threads)
+        a.f64, a.B, a.H = sizeof(floating) == sizeof(double), B, H
+        a.lengths = &lengths[0] if masked else NULL
+        a.dh, a.dc, a.cell = &dh[0, 0], &dc[0, 0], 1
+        a.w_hh, a.dgates_next = &w_hh[0, 0], NULL
         if B > 1:
             if floating is float:
                 lstm_pack_panels_t_f32(H, G, &w_hh[0, 0], &w_hh_t_panels[0])
             else:
                 lstm_pack_panels_t_f64(H, G, &w_hh[0, 0], &w_hh_t_panels[0])
-            a.f64, a.B, a.H = sizeof(floating) == sizeof(double), B, H
             a.w_hh_t_panels = &w_hh_t_panels[0]
-            a.lengths = &lengths[0] if masked else NULL
-            a.dh, a.dc = &dh[0, 0], &dc[0, 0]
         for t in range(T - 1, -1, -1):
             c_prev = &c0[0, 0] if t == 0 else &c_all[t - 1, 0, 0]
-            if B > 1:
-                # NumPy: the gate pass of every row, then dh += dgates[t] @ w_hh
-                a.t, a.gates, a.c_prev, a.tanh_c = t, &gates[t, 0, 0], c_prev, &tanh_c[t, 0, 0]
-                a.dy, a.dgates = &dy[t, 0, 0], &dgates[t, 0, 0]
-                lstmcpu_team_step(&team)
-                continue
-            for r in range(B):
-                if masked and t >= lengths[r]:
-                    # Padding: no gradient reaches the gates; dh and dc pass through.
-                    memset(&dgates[t, r, 0], 0, G * sizeof(floating))
-                    continue
-                _cell_backward(H, &gates[t, r, 0], c_prev + r * H, &tanh_c[t, r, 0],
-                               &dy[t, r, 0], &dh[r, 0], &dc[r, 0], &dgates[t, r, 0])
-            # The cell pass zeroed dh on the rows it used; padded rows keep theirs.
-            # NumPy: dh += dgates[t] @ w_hh
-            backprop_recurrent(t, B, H, G, &w_hh[0, 0], &dgates[t, 0, 0], G, &dh[0, 0])
+            # Batch: the gate pass of every row, then dh += dgates[t] @ w_hh. Single
+            # sequence: dh += dgates[t + 1] @ w_hh, then the gate pass (NumPy, both: the
+            # gate pass zeroes dh on the rows it uses; padded rows keep theirs)
+            a.t, a.gates, a.c_prev, a.tanh_c = t, &gates[t, 0, 0], c_prev, &tanh_c[t, 0, 0]
+            a.dy, a.dgates = &dy[t, 0, 0], &dgates[t, 0, 0]
+            lstmcpu_team_step(&team)
+            a.dgates_next = &dgates[t, 0, 0]
+        if B == 1:
+            # NumPy: dh += dgates[0] @ w_hh
+            a.t, a.cell = -1, 0
+            lstmcpu_team_step(&team)
         grads.f64, grads.T, grads.B, grads.n_in = sizeof(floating) == sizeof(double), T, B, I
         grads.K, grads.n_gates = H, G
         grads.d_input, grads.d_hidden, grads.x = &dgates[0, 0, 0], &dgates[0, 0, 0], &x[0, 0, 0]

@@ -60,19 +60,21 @@
  * (3) dc becomes dc_t*f for step t-1, and dh is zeroed: the caller's recurrent GEMM
  *     accumulates dh_{t-1} = dgates @ w_hh into it. */
 #define LSTMCPU_CELL_BACKWARD(SUFFIX, T)                                                    \
+    /* Units [u0, u1) of the row (two threads may take a range each). */                    \
     LSTMCPU_DISPATCH                                                                        \
-    static void lstm_cell_backward_##SUFFIX(int H, const T *restrict gates,                 \
-                                            const T *restrict c_prev,                       \
-                                            const T *restrict tanh_c, const T *restrict dy, \
-                                            T *restrict dh, T *restrict dc,                 \
-                                            T *restrict dgates)                             \
+    static void lstm_cell_backward_units_##SUFFIX(int H, int u0, int u1,                    \
+                                                  const T *restrict gates,                  \
+                                                  const T *restrict c_prev,                 \
+                                                  const T *restrict tanh_c,                 \
+                                                  const T *restrict dy, T *restrict dh,     \
+                                                  T *restrict dc, T *restrict dgates)       \
     {                                                                                       \
         const ptrdiff_t n = H;                                                              \
         const T *restrict gi = gates, *restrict gf = gates + n;                             \
         const T *restrict gg = gates + 2 * n, *restrict go = gates + 3 * n;                 \
         T *restrict di = dgates, *restrict df = dgates + n;                                 \
         T *restrict dg = dgates + 2 * n, *restrict dout = dgates + 3 * n;                   \
-        for (ptrdiff_t j = 0; j < n; j++) {                                                 \
+        for (ptrdiff_t j = u0; j < u1; j++) {                                               \
             T i = gi[j], f = gf[j], g = gg[j], o = go[j], tc = tanh_c[j];                   \
             T dh_t = dh[j] + dy[j];                                                         \
             T dc_t = dc[j] + dh_t * o * (1 - tc * tc);                                      \
@@ -83,6 +85,16 @@
             dc[j] = dc_t * f;                                                               \
             dh[j] = 0;                                                                      \
         }                                                                                   \
+    }                                                                                       \
+                                                                                            \
+    static void lstm_cell_backward_##SUFFIX(int H, const T *restrict gates,                 \
+                                            const T *restrict c_prev,                       \
+                                            const T *restrict tanh_c, const T *restrict dy, \
+                                            T *restrict dh, T *restrict dc,                 \
+                                            T *restrict dgates)                             \
+    {                                                                                       \
+        lstm_cell_backward_units_##SUFFIX(H, 0, H, gates, c_prev, tanh_c, dy, dh, dc,       \
+                                          dgates);                                          \
     }
 
 LSTMCPU_CELL_UNITS(f32, float, lstmcpu_sigmoid_f32, lstmcpu_tanh_f32)

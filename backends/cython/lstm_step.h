@@ -8,7 +8,8 @@
  * call. Two threads
  * split a step's units (batch 1) or its sequences (rows, in blocks of 4), and the rows of a
  * projection; every output is computed as on one thread, so results do not depend on the
- * number of threads.
+ * number of threads. Backward, a single sequence takes the kernels of recurrent.h, its
+ * units split the same way.
  */
 #ifndef LSTMCPU_LSTM_STEP_H
 #define LSTMCPU_LSTM_STEP_H
@@ -20,6 +21,7 @@
 #include "lstm_cell.h"
 #include "lstm_fused.h"
 #include "lstm_panel.h"
+#include "recurrent.h"
 #include "team.h"
 
 /* What a step or a projection needs (float or double arrays, row-major). */
@@ -38,13 +40,19 @@ typedef struct {
     void *gates, *c_out, *tanh_c, *h_out;
 } lstm_forward_args;
 
-/* What a backward step needs: rows [part] of dgates[t] from the cached gates, then
- * dh += dgates[t] @ w_hh (w_hh.T packed in panels), for a batch of at least 2. */
+/* What a backward step needs. A batch of at least 2: rows [part] of dgates[t] from the
+ * cached gates, then dh += dgates[t] @ w_hh (w_hh.T packed in panels). A single sequence:
+ * dh += dgates_next @ w_hh for the units [part] of dh (dgates_next = dgates[t + 1], or
+ * NULL at the last step), then the gate pass of the same units at step t (unless `cell`
+ * is 0: the product of dgates[0] that ends the loop). Each thread's gate pass reads only
+ * the dh its own product wrote, so one hand-off per step suffices. */
 typedef struct {
-    int f64, B, H, t;
-    const void *w_hh_t_panels; /* w_hh.T (H, 4H) in panels */
+    int f64, B, H, t, cell;
+    const void *w_hh_t_panels; /* batch: w_hh.T (H, 4H) in panels */
+    const void *w_hh;          /* single sequence: w_hh (4H, H) as it is */
     const int64_t *lengths;
     const void *gates, *c_prev, *tanh_c, *dy; /* the step's rows: (B, 4H), (B, H) x3 */
+    const void *dgates_next;                  /* single sequence: (4H,) or NULL */
     void *dh, *dc, *dgates;                   /* (B, H), (B, H), (B, 4H) */
 } lstm_backward_args;
 
@@ -109,11 +117,37 @@ static void lstm_split(int n, int align, int part, int parts, int *first, int *l
         lstm_panel_product_##SUFFIX(H, G, first, last, a->w_hh_t_panels, dgates, dh, H, 1); \
     }
 
+#define LSTMCPU_BACKWARD_SINGLE_PARTS(SUFFIX, T)                                             \
+    static void lstm_backward_single_##SUFFIX(const lstm_backward_args *a, int part,       \
+                                              int parts)                                   \
+    {                                                                                      \
+        const int H = a->H;                                                                \
+        T *dh = a->dh, *dgates = a->dgates;                                                \
+        int u0, u1;                                                                        \
+        lstm_split(H, LSTMCPU_STRIP(T), part, parts, &u0, &u1);                            \
+        if (a->dgates_next != NULL)                                                        \
+            recurrent_backward_columns_##SUFFIX(1, H, 4 * H, a->w_hh, a->dgates_next,      \
+                                                4 * H, dh, u0, u1, (a->t + 1) & 1);        \
+        if (!a->cell)                                                                      \
+            return;                                                                        \
+        if (a->lengths != NULL && a->t >= a->lengths[0]) {                                 \
+            /* padding: no gradient reaches the gates; dh and dc pass through */           \
+            for (int g = 0; g < 4; g++)                                                    \
+                memset(dgates + g * H + u0, 0, (u1 - u0) * sizeof(T));                     \
+            return;                                                                        \
+        }                                                                                  \
+        lstm_cell_backward_units_##SUFFIX(H, u0, u1, a->gates, a->c_prev, a->tanh_c,       \
+                                          a->dy, dh, a->dc, dgates);                       \
+    }
+
 LSTMCPU_STEP_PARTS(f32, float)
 LSTMCPU_STEP_PARTS(f64, double)
 
 LSTMCPU_BACKWARD_PARTS(f32, float)
 LSTMCPU_BACKWARD_PARTS(f64, double)
+
+LSTMCPU_BACKWARD_SINGLE_PARTS(f32, float)
+LSTMCPU_BACKWARD_SINGLE_PARTS(f64, double)
 
 /* The step functions (team.h's signature): the projection and the steps, either dtype. */
 static void lstm_project_run(void *arg, int part, int parts)
@@ -137,10 +171,16 @@ static void lstm_step_run(void *arg, int part, int parts)
 static void lstm_backward_step_run(void *arg, int part, int parts)
 {
     const lstm_backward_args *a = arg;
-    if (a->f64)
+    if (a->B == 1) {
+        if (a->f64)
+            lstm_backward_single_f64(a, part, parts);
+        else
+            lstm_backward_single_f32(a, part, parts);
+    } else if (a->f64) {
         lstm_backward_step_f64(a, part, parts);
-    else
+    } else {
         lstm_backward_step_f32(a, part, parts);
+    }
 }
 
 /* Run the projection (or, with project = 0, the step) described by the team's arguments. */

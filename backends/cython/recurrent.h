@@ -28,6 +28,8 @@
 /* Unaligned 256-bit vectors of float and double. */
 typedef float lstmcpu_vf __attribute__((vector_size(32), aligned(4)));
 typedef double lstmcpu_vd __attribute__((vector_size(32), aligned(8)));
+/* Columns of the backward kernel's strips: 4 vectors of T. */
+#define LSTMCPU_STRIP(T) (4 * 32 / (int)sizeof(T))
 
 /* Forward, one block of 4 rows of W against NB sequences: out[b][r] += w[r] . h[b].
  * U independent accumulators per dot product (k unrolled U times) hide the FMA latency
@@ -139,16 +141,21 @@ typedef double lstmcpu_vd __attribute__((vector_size(32), aligned(8)));
             }                                                                              \
     }                                                                                      \
                                                                                            \
-    /* dh (nb, K) += dG (nb, rows, row stride ldg) @ w; w is (rows, K). */                 \
+    /* Columns [c_first, c_last) of dh (nb, K) += dG (nb, rows, row stride ldg) @ w; w is  \
+     * (rows, K). c_first is a multiple of LSTMCPU_STRIP(T) and c_last one too, or K: two  \
+     * threads can take a range each, and every column sums its products in the same order \
+     * whatever the ranges. */                                                              \
     LSTMCPU_DISPATCH                                                                       \
-    static void recurrent_backward_##SUFFIX(int nb, int K, int n_rows, const T *restrict w, \
-                                            const T *restrict dG, int ldg, T *restrict dh, \
-                                            int reverse)                                   \
+    static void recurrent_backward_columns_##SUFFIX(int nb, int K, int n_rows,             \
+                                                    const T *restrict w,                   \
+                                                    const T *restrict dG, int ldg,         \
+                                                    T *restrict dh, int c_first,           \
+                                                    int c_last, int reverse)               \
     {                                                                                      \
-        enum { C = 4 * sizeof(V) / sizeof(T) }; /* strip width: 4 vectors */               \
-        const ptrdiff_t n = K, rows = n_rows, strips = n / C;                              \
-        for (ptrdiff_t q = 0; q < strips; q++) {                                           \
-            ptrdiff_t c0 = C * (reverse ? strips - 1 - q : q);                             \
+        enum { C = LSTMCPU_STRIP(T) };                                                     \
+        const ptrdiff_t n = K, rows = n_rows, q0 = c_first / C, q1 = c_last / C;           \
+        for (ptrdiff_t i = 0; i < q1 - q0; i++) {                                          \
+            ptrdiff_t c0 = C * (reverse ? q1 - 1 - i : q0 + i);                            \
             switch (nb) {                                                                  \
             case 1: lstmcpu_strip_##SUFFIX##_1(n, rows, w + c0, dG, ldg, dh + c0); break; \
             case 2: lstmcpu_strip_##SUFFIX##_2(n, rows, w + c0, dG, ldg, dh + c0); break; \
@@ -156,14 +163,22 @@ typedef double lstmcpu_vd __attribute__((vector_size(32), aligned(8)));
             default: lstmcpu_strip_##SUFFIX##_4(n, rows, w + c0, dG, ldg, dh + c0); break; \
             }                                                                              \
         }                                                                                  \
-        /* the last K % C columns, one at a time */                                        \
-        for (ptrdiff_t c = strips * C; c < n; c++)                                         \
+        /* columns past the last whole strip, one at a time */                             \
+        for (ptrdiff_t c = C * q1 > c_first ? C * q1 : c_first; c < c_last; c++)           \
             for (int b = 0; b < nb; b++) {                                                 \
                 T s = 0;                                                                   \
                 for (ptrdiff_t j = 0; j < rows; j++)                                       \
-                    s += dG[b * (ptrdiff_t)ldg + j] * w[j * n + c];                     \
+                    s += dG[b * (ptrdiff_t)ldg + j] * w[j * n + c];                        \
                 dh[b * n + c] += s;                                                        \
             }                                                                              \
+    }                                                                                      \
+                                                                                           \
+    /* dh (nb, K) += dG (nb, rows, row stride ldg) @ w; w is (rows, K). */                 \
+    static void recurrent_backward_##SUFFIX(int nb, int K, int n_rows, const T *restrict w, \
+                                            const T *restrict dG, int ldg, T *restrict dh, \
+                                            int reverse)                                   \
+    {                                                                                      \
+        recurrent_backward_columns_##SUFFIX(nb, K, n_rows, w, dG, ldg, dh, 0, K, reverse);  \
     }
 
 LSTMCPU_SMALL_BATCH_KERNELS(f32, float, lstmcpu_vf)
