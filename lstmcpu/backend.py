@@ -111,7 +111,10 @@ class Backend:
         dh_n, dc_n : ndarray of shape (B, H)
             Gradient w.r.t. the final states.
         cache : object
-            The cache returned by :meth:`forward` of this backend.
+            The cache returned by :meth:`forward` of this backend. A backend may spend it
+            (reuse its memory for the gradients), so each forward allows one backward, as
+            in PyTorch's autograd without ``retain_graph``; the Cython backend does, and
+            raises a ``ValueError`` for a cache used twice.
 
         Returns
         -------

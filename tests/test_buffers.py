@@ -134,26 +134,25 @@ def test_public_release_empties_the_shared_cache():
 
 
 def test_cython_training_steps_reuse_the_forward_cache_and_results_do_not_change():
-    """The second forward + backward gets the first's memory back and the same results."""
+    """Backward spends the cache; the next forward gets its memory back, and the results
+    are those of the first step."""
     backend = lstmcpu.get_backend("cython")
     T, B, I, H = 20, 16, 8, 64  # gates: 20 * 16 * 256 * 4 bytes = 320 KiB, above MIN_BYTES
     p = random_problem(T, B, I, H, np.float32)
     grads = upstream_grads(T, B, H, np.float32)
     args = (p["x"], p["w_ih"], p["w_hh"], p["b"], p["h0"], p["c0"])
 
-    y, h_n, c_n, cache = backend.forward(*args)
-    first = backend.backward(*grads, cache)
-    where = address(cache.gates)
-    y_first = y.copy()
     lstmcpu.release_buffers()
-    del cache, y
-    assert BUFFERS.idle_bytes >= T * B * 4 * H * 4  # the cache's memory is kept ...
     y, h_n, c_n, cache = backend.forward(*args)
-    assert address(cache.gates) == where  # ... and reused
-    assert BUFFERS.idle_bytes == 0
-    np.testing.assert_array_equal(y, y_first)
-    for g1, g2 in zip(first, backend.backward(*grads, cache)):
-        np.testing.assert_array_equal(g1, g2)
+    where = address(cache.gates)
+    first = [y.copy()] + [g.copy() for g in backend.backward(*grads, cache)]
+    assert cache.gates is None  # spent: its memory held the gate gradients ...
+    assert BUFFERS.idle_bytes >= T * B * 4 * H * 4  # ... and is kept for reuse
+    y, h_n, c_n, cache = backend.forward(*args)
+    assert address(cache.gates) == where
+    again = [y] + list(backend.backward(*grads, cache))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts page faults with getrusage")

@@ -92,6 +92,9 @@ def test_backward_rejects_inconsistent_arguments(backend):
         backend.backward(dy, dh_n, dc_n, {"x": p["x"]})
     with pytest.raises(TypeError, match="cache must be the one returned"):
         backend.backward(dy, dh_n, dc_n, None)
+    backend.backward(dy, dh_n, dc_n, cache)  # the checks above left the cache intact
+    with pytest.raises(ValueError, match="cache was spent by an earlier backward"):
+        backend.backward(dy, dh_n, dc_n, cache)  # its gates now hold gradients
 
 
 def test_cache_cannot_be_tampered_with(backend):
@@ -522,3 +525,25 @@ def test_lstm_variant_code_paths_match_oracle(backend, dtype, tol, variant_id, B
 def test_lstm_variant_inference_in_input_chunks_matches_training_and_oracle(backend, dtype, tol, variant_id, T, B):
     variant, p, lengths = cell_problem(variant_id, T, B, 6, 9, dtype, seed=T, lengths=True)
     assert_inference_in_chunks_matches(backend, variant, p, lengths, tol)
+
+
+def test_backward_needs_no_memory_beyond_the_cache_and_the_gradients(backend):
+    """The gate gradients overwrite the spent cache: backward allocates only what it returns
+    (and the packed w_hh.T), not another (T, B, 4H) buffer."""
+    import tracemalloc
+
+    T, B, I, H = 40, 16, 8, 64
+    p = random_problem(T, B, I, H, np.float32)
+    grads = upstream_grads(T, B, H, np.float32)
+    _, _, _, cache = forward(backend, p)
+    lstmcpu.release_buffers()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        out = backend.backward(*grads, cache)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    returned = sum(g.nbytes for g in out)
+    packed = 4 * H * H * 4 + 64 * 1024  # w_hh.T panels and slack for small objects
+    assert peak <= returned + packed < T * B * 4 * H * 4, (peak, returned)

@@ -68,7 +68,6 @@ cdef extern from "lstm_step.h" nogil:
         int f64, B, H, t
         const void* w_hh_t_panels
         const int64_t* lengths
-        const void* gates
         const void* c_prev
         const void* tanh_c
         const void* dy
@@ -95,6 +94,8 @@ cdef class LSTMCache:
 
     ``gates`` holds the post-activation gates ``(T, B, 4H)``; ``c`` and ``tanh_c`` the cell
     state and its tanh at every step ``(T, B, H)``; the inputs are referenced, not copied.
+    :func:`backward` spends the cache: it overwrites ``gates`` with their gradients (no
+    second buffer of that size) and then lets go of ``gates``, ``c`` and ``tanh_c``.
     """
 
     cdef readonly object x, w_ih, w_hh, h0, c0, lengths, gates, c, tanh_c, y
@@ -272,6 +273,11 @@ def backward(dy, dh_n, dc_n, LSTMCache cache not None):
     >>> dx.shape, dw_hh.shape
     ((3, 2, 4), (20, 5))
     """
+    if cache.gates is None:
+        raise ValueError(
+            "this cache was spent by an earlier backward (its memory now holds gradients); "
+            "run forward again: each forward allows one backward"
+        )
     x = cache.x
     T, B, I = x.shape
     H = cache.w_hh.shape[1]
@@ -279,7 +285,6 @@ def backward(dy, dh_n, dc_n, LSTMCache cache not None):
     check(dy, "dy", (T, B, H), dtype)
     check(dh_n, "dh_n", (B, H), dtype)
     check(dc_n, "dc_n", (B, H), dtype)
-    dgates = BUFFERS.empty((T, B, 4 * H), dtype)
     dx = BUFFERS.empty((T, B, I), dtype)
     dw_ih = BUFFERS.empty((4 * H, I), dtype)
     dw_hh = BUFFERS.empty((4 * H, H), dtype)
@@ -291,28 +296,29 @@ def backward(dy, dh_n, dc_n, LSTMCache cache not None):
     with one_blas_thread(threads):
         _backward_loop(dy, x, cache.w_ih, cache.w_hh, cache.h0, cache.c0, cache.lengths,
                        cache.gates, cache.c, cache.tanh_c, cache.y,
-                       dgates, dh, dc, dx, dw_ih, dw_hh, db, w_hh_t_panels, threads)
+                       dh, dc, dx, dw_ih, dw_hh, db, w_hh_t_panels, threads)
+    cache.gates = cache.c = cache.tanh_c = None
     return dx, dw_ih, dw_hh, db, dh, dc
 
 
 def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
                    const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
                    const floating[:, ::1] h0, const floating[:, ::1] c0,
-                   const int64_t[::1] lengths, const floating[:, :, ::1] gates,
+                   const int64_t[::1] lengths, floating[:, :, ::1] gates,
                    const floating[:, :, ::1] c_all, const floating[:, :, ::1] tanh_c,
-                   const floating[:, :, ::1] y, floating[:, :, ::1] dgates,
-                   floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dx,
-                   floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
-                   floating[::1] w_hh_t_panels, int threads):
+                   const floating[:, :, ::1] y, floating[:, ::1] dh, floating[:, ::1] dc,
+                   floating[:, :, ::1] dx, floating[:, ::1] dw_ih, floating[:, ::1] dw_hh,
+                   floating[::1] db, floating[::1] w_hh_t_panels, int threads):
     """The reverse time loop and the gradient GEMMs, without the GIL.
 
-    A batch of more than one sequence runs its steps in ``lstm_step.h`` with ``w_hh.T``
-    packed into ``w_hh_t_panels``, on ``threads`` (1 or 2) threads that split the batch; a
-    single sequence takes the kernels of ``recurrent.h`` on the calling thread. The
-    gradient GEMMs after the loop are split in halves over the same threads.
+    The steps (``lstm_step.h``) overwrite ``gates[t]`` with the gradients of the gates'
+    pre-activations. A batch of more than one sequence takes the panel kernel on ``w_hh.T``
+    packed into ``w_hh_t_panels``, a single sequence the kernels of ``recurrent.h``; both
+    run on ``threads`` (1 or 2) threads, which split the batch or the units, and then share
+    the gradient GEMMs in halves.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
-    cdef int G = 4 * H, t, r
+    cdef int G = 4 * H, t
     cdef bint masked = lengths is not None
     cdef const floating* c_prev
     cdef lstm_backward_args a
@@ -335,17 +341,17 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
             # Batch: the gate pass of every row, then dh += dgates[t] @ w_hh. Single
             # sequence: dh += dgates[t + 1] @ w_hh, then the gate pass (NumPy, both: the
             # gate pass zeroes dh on the rows it uses; padded rows keep theirs)
-            a.t, a.gates, a.c_prev, a.tanh_c = t, &gates[t, 0, 0], c_prev, &tanh_c[t, 0, 0]
-            a.dy, a.dgates = &dy[t, 0, 0], &dgates[t, 0, 0]
+            a.t, a.c_prev, a.tanh_c, a.dy = t, c_prev, &tanh_c[t, 0, 0], &dy[t, 0, 0]
+            a.dgates = &gates[t, 0, 0]
             lstmcpu_team_step(&team)
-            a.dgates_next = &dgates[t, 0, 0]
+            a.dgates_next = &gates[t, 0, 0]
         if B == 1:
             # NumPy: dh += dgates[0] @ w_hh
             a.t, a.cell = -1, 0
             lstmcpu_team_step(&team)
         grads.f64, grads.T, grads.B, grads.n_in = sizeof(floating) == sizeof(double), T, B, I
         grads.K, grads.n_gates = H, G
-        grads.d_input, grads.d_hidden, grads.x = &dgates[0, 0, 0], &dgates[0, 0, 0], &x[0, 0, 0]
+        grads.d_input, grads.d_hidden, grads.x = &gates[0, 0, 0], &gates[0, 0, 0], &x[0, 0, 0]
         grads.w_ih, grads.h0, grads.h_all = &w_ih[0, 0], &h0[0, 0], &y[0, 0, 0]
         grads.dx, grads.dw_ih, grads.dw_hh, grads.db = &dx[0, 0, 0], &dw_ih[0, 0], &dw_hh[0, 0], &db[0]
         team.run, team.arg = gradients_run, &grads

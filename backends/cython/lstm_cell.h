@@ -1,7 +1,8 @@
 /* The fused elementwise passes of one LSTM step for one sequence (one row of the batch).
  *
  * Forward: gate activations, c = f*c_prev + i*g, tanh(c), h = o*tanh(c) in one pass.
- * Backward: the gate pre-activation gradients and the carried cell gradient in one pass.
+ * Backward: the gate pre-activation gradients (over the activations) and the carried cell
+ * gradient in one pass.
  * The activations and the dispatch macros are those of activations.h.
  */
 #ifndef LSTMCPU_LSTM_CELL_H
@@ -54,47 +55,35 @@
                                  tanh_c, h_out);                                            \
     }
 
-/* Backward pass of one row (numbered as in the NumPy oracle):
+/* Backward pass of units [u0, u1) of one row (numbered as in the NumPy oracle), in place:
+ * `gates` holds the gate activations and receives the pre-activation gradients (each unit's
+ * four values are read before any is written).
  * (1) h = o*tanh(c): dh_t = dh + dy, dc_t = dc + dh_t*o*(1 - tanh(c)^2);
  * (2) c = f*c_prev + i*g, then each gate's activation derivative;
- * (3) dc becomes dc_t*f for step t-1, and dh is zeroed: the caller's recurrent GEMM
- *     accumulates dh_{t-1} = dgates @ w_hh into it. */
+ * (3) dc becomes dc_t*f for step t-1, and dh is zeroed: the caller's recurrent product
+ *     accumulates dh_{t-1} = dgates @ w_hh into it.
+ * Two threads may take a range of units each. */
 #define LSTMCPU_CELL_BACKWARD(SUFFIX, T)                                                    \
-    /* Units [u0, u1) of the row (two threads may take a range each). */                    \
     LSTMCPU_DISPATCH                                                                        \
-    static void lstm_cell_backward_units_##SUFFIX(int H, int u0, int u1,                    \
-                                                  const T *restrict gates,                  \
-                                                  const T *restrict c_prev,                 \
-                                                  const T *restrict tanh_c,                 \
-                                                  const T *restrict dy, T *restrict dh,     \
-                                                  T *restrict dc, T *restrict dgates)       \
+    static void lstm_cell_backward_##SUFFIX(int H, int u0, int u1, T *restrict gates,       \
+                                            const T *restrict c_prev,                       \
+                                            const T *restrict tanh_c, const T *restrict dy, \
+                                            T *restrict dh, T *restrict dc)                 \
     {                                                                                       \
         const ptrdiff_t n = H;                                                              \
-        const T *restrict gi = gates, *restrict gf = gates + n;                             \
-        const T *restrict gg = gates + 2 * n, *restrict go = gates + 3 * n;                 \
-        T *restrict di = dgates, *restrict df = dgates + n;                                 \
-        T *restrict dg = dgates + 2 * n, *restrict dout = dgates + 3 * n;                   \
+        T *restrict gi = gates, *restrict gf = gates + n;                                   \
+        T *restrict gg = gates + 2 * n, *restrict go = gates + 3 * n;                       \
         for (ptrdiff_t j = u0; j < u1; j++) {                                               \
             T i = gi[j], f = gf[j], g = gg[j], o = go[j], tc = tanh_c[j];                   \
             T dh_t = dh[j] + dy[j];                                                         \
             T dc_t = dc[j] + dh_t * o * (1 - tc * tc);                                      \
-            di[j] = dc_t * g * (i * (1 - i));                                               \
-            df[j] = dc_t * c_prev[j] * (f * (1 - f));                                       \
-            dg[j] = dc_t * i * (1 - g * g);                                                 \
-            dout[j] = dh_t * tc * (o * (1 - o));                                            \
+            gi[j] = dc_t * g * (i * (1 - i));                                               \
+            gf[j] = dc_t * c_prev[j] * (f * (1 - f));                                       \
+            gg[j] = dc_t * i * (1 - g * g);                                                 \
+            go[j] = dh_t * tc * (o * (1 - o));                                              \
             dc[j] = dc_t * f;                                                               \
             dh[j] = 0;                                                                      \
         }                                                                                   \
-    }                                                                                       \
-                                                                                            \
-    static void lstm_cell_backward_##SUFFIX(int H, const T *restrict gates,                 \
-                                            const T *restrict c_prev,                       \
-                                            const T *restrict tanh_c, const T *restrict dy, \
-                                            T *restrict dh, T *restrict dc,                 \
-                                            T *restrict dgates)                             \
-    {                                                                                       \
-        lstm_cell_backward_units_##SUFFIX(H, 0, H, gates, c_prev, tanh_c, dy, dh, dc,       \
-                                          dgates);                                          \
     }
 
 LSTMCPU_CELL_UNITS(f32, float, lstmcpu_sigmoid_f32, lstmcpu_tanh_f32)

@@ -40,20 +40,22 @@ typedef struct {
     void *gates, *c_out, *tanh_c, *h_out;
 } lstm_forward_args;
 
-/* What a backward step needs. A batch of at least 2: rows [part] of dgates[t] from the
- * cached gates, then dh += dgates[t] @ w_hh (w_hh.T packed in panels). A single sequence:
- * dh += dgates_next @ w_hh for the units [part] of dh (dgates_next = dgates[t + 1], or
- * NULL at the last step), then the gate pass of the same units at step t (unless `cell`
- * is 0: the product of dgates[0] that ends the loop). Each thread's gate pass reads only
- * the dh its own product wrote, so one hand-off per step suffices. */
+/* What a backward step needs. `dgates` is the step's rows of the cached gates: it holds
+ * their activations and receives their pre-activation gradients (in place: the forward
+ * cache is spent by the backward pass). A batch of at least 2: rows [part] of the gate
+ * pass, then dh += dgates @ w_hh (w_hh.T packed in panels). A single sequence:
+ * dh += dgates_next @ w_hh for the units [part] of dh (dgates_next = the gradients of step
+ * t + 1, or NULL at the last step), then the gate pass of the same units at step t (unless
+ * `cell` is 0: the product of step 0's gradients that ends the loop). Each thread's gate
+ * pass reads only the dh its own product wrote, so one hand-off per step suffices. */
 typedef struct {
     int f64, B, H, t, cell;
     const void *w_hh_t_panels; /* batch: w_hh.T (H, 4H) in panels */
     const void *w_hh;          /* single sequence: w_hh (4H, H) as it is */
     const int64_t *lengths;
-    const void *gates, *c_prev, *tanh_c, *dy; /* the step's rows: (B, 4H), (B, H) x3 */
-    const void *dgates_next;                  /* single sequence: (4H,) or NULL */
-    void *dh, *dc, *dgates;                   /* (B, H), (B, H), (B, 4H) */
+    const void *c_prev, *tanh_c, *dy; /* the step's rows: (B, H) each */
+    const void *dgates_next;          /* single sequence: (4H,) or NULL */
+    void *dh, *dc, *dgates;           /* (B, H), (B, H), (B, 4H) */
 } lstm_backward_args;
 
 /* The part of n items (in blocks of `align`) that part `part` of `parts` takes. */
@@ -100,7 +102,7 @@ static void lstm_split(int n, int align, int part, int parts, int *first, int *l
     static void lstm_backward_step_##SUFFIX(const lstm_backward_args *a, int part, int parts) \
     {                                                                                      \
         const ptrdiff_t H = a->H, G = 4 * H;                                               \
-        const T *gates = a->gates, *c_prev = a->c_prev, *tanh_c = a->tanh_c, *dy = a->dy;  \
+        const T *c_prev = a->c_prev, *tanh_c = a->tanh_c, *dy = a->dy;                     \
         T *dh = a->dh, *dc = a->dc, *dgates = a->dgates;                                   \
         int first, last;                                                                   \
         lstm_split(a->B, 4, part, parts, &first, &last);                                   \
@@ -110,8 +112,8 @@ static void lstm_split(int n, int align, int part, int parts, int *first, int *l
                 memset(dgates + r * G, 0, G * sizeof(T));                                  \
                 continue;                                                                  \
             }                                                                              \
-            lstm_cell_backward_##SUFFIX(H, gates + r * G, c_prev + r * H, tanh_c + r * H,  \
-                                        dy + r * H, dh + r * H, dc + r * H, dgates + r * G); \
+            lstm_cell_backward_##SUFFIX(H, 0, H, dgates + r * G, c_prev + r * H,           \
+                                        tanh_c + r * H, dy + r * H, dh + r * H, dc + r * H); \
         }                                                                                  \
         /* the cell pass zeroed dh on the rows it used; padded rows keep theirs */         \
         lstm_panel_product_##SUFFIX(H, G, first, last, a->w_hh_t_panels, dgates, dh, H, 1); \
@@ -136,8 +138,8 @@ static void lstm_split(int n, int align, int part, int parts, int *first, int *l
                 memset(dgates + g * H + u0, 0, (u1 - u0) * sizeof(T));                     \
             return;                                                                        \
         }                                                                                  \
-        lstm_cell_backward_units_##SUFFIX(H, u0, u1, a->gates, a->c_prev, a->tanh_c,       \
-                                          a->dy, dh, a->dc, dgates);                       \
+        lstm_cell_backward_##SUFFIX(H, u0, u1, dgates, a->c_prev, a->tanh_c, a->dy, dh,    \
+                                    a->dc);                                                \
     }
 
 LSTMCPU_STEP_PARTS(f32, float)
