@@ -5,11 +5,10 @@
  * No BLAS call runs inside the loops: a batch of one takes the fused kernel of
  * lstm_fused.h on w_hh as it is; larger batches and the input projection take the panel
  * kernel of lstm_panel.h on copies of w_hh (w_hh.T backward) and w_ih packed once per
- * call. Two threads
- * split a step's units (batch 1) or its sequences (rows, in blocks of 4), and the rows of a
- * projection; every output is computed as on one thread, so results do not depend on the
- * number of threads. Backward, a single sequence takes the kernels of recurrent.h, its
- * units split the same way.
+ * call. Two threads split a step's units (batch 1) or its sequences (rows, in whole
+ * blocks of the panel kernel), and the rows of a projection; every output is computed as
+ * on one thread, so results do not depend on the number of threads. Backward, a single
+ * sequence takes the kernels of recurrent.h, its units split the same way.
  */
 #ifndef LSTMCPU_LSTM_STEP_H
 #define LSTMCPU_LSTM_STEP_H
@@ -70,7 +69,7 @@ static void lstm_split(int n, int align, int part, int parts, int *first, int *l
     static void lstm_project_##SUFFIX(const lstm_forward_args *a, int part, int parts)     \
     {                                                                                      \
         int r0, r1;                                                                        \
-        lstm_split(a->rows, 4, part, parts, &r0, &r1);                                     \
+        lstm_split(a->rows, LSTMCPU_PANEL_BLOCK, part, parts, &r0, &r1);                   \
         lstm_panel_product_##SUFFIX(4 * a->H, a->n_in, r0, r1, a->w_ih_panels, a->x,        \
                                     a->gates, 4 * a->H, 0);                                \
     }                                                                                      \
@@ -87,7 +86,7 @@ static void lstm_split(int n, int align, int part, int parts, int *first, int *l
                                       c_prev, c_out, tanh_c, h_out, a->t & 1);             \
             return;                                                                        \
         }                                                                                  \
-        lstm_split(a->B, 4, part, parts, &first, &last);                                   \
+        lstm_split(a->B, LSTMCPU_PANEL_BLOCK, part, parts, &first, &last);                 \
         lstm_panel_product_##SUFFIX(4 * H, H, first, last, a->w_hh, h_prev, gates, 4 * H, \
                                     1);                                                    \
         for (ptrdiff_t r = first; r < last; r++) {                                         \
@@ -105,7 +104,7 @@ static void lstm_split(int n, int align, int part, int parts, int *first, int *l
         const T *c_prev = a->c_prev, *tanh_c = a->tanh_c, *dy = a->dy;                     \
         T *dh = a->dh, *dc = a->dc, *dgates = a->dgates;                                   \
         int first, last;                                                                   \
-        lstm_split(a->B, 4, part, parts, &first, &last);                                   \
+        lstm_split(a->B, LSTMCPU_PANEL_BLOCK, part, parts, &first, &last);                 \
         for (ptrdiff_t r = first; r < last; r++) {                                         \
             if (a->lengths != NULL && a->t >= a->lengths[r]) {                             \
                 /* padding: no gradient reaches the gates; dh and dc pass through */       \
