@@ -177,10 +177,12 @@ def test_gate_functions_are_accurate_to_rounding(backend, dtype):
 # ---------------------------------------------------------------- code paths vs the oracle
 
 
-# Batches of at most 4 take the small-batch kernels of recurrent.h, larger ones BLAS.
-# The hidden sizes exercise the vector main loops and their scalar tails (H % 8, H % 32).
+# A single sequence takes the fused kernel of lstm_fused.h, larger batches the panel kernel
+# of lstm_panel.h (rows in blocks of up to 8: full and partial blocks). The hidden sizes
+# exercise the vector main loops and their scalar tails (H % 8, H % 32); H = 300 makes
+# w_hh (and, backward, w_hh.T) larger than one span of panels that the kernel keeps in L2.
 @pytest.mark.parametrize(
-    "B, H", [(1, 256), (2, 256), (3, 45), (4, 100), (1, 67), (5, 256), (33, 256)], ids=str
+    "B, H", [(1, 256), (2, 256), (3, 45), (4, 100), (1, 67), (5, 256), (33, 256), (9, 300)], ids=str
 )
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 def test_larger_shapes_match_oracle(backend, dtype, tol, B, H, with_lengths):
@@ -209,7 +211,7 @@ def test_single_long_sequence_matches_oracle(backend, dtype, tol, H, with_length
 
 
 # With BLAS allowed two threads the time loops split a single sequence's units, or a
-# batch's sequences in blocks of 4 (the second thread gets a scalar tail of units / a
+# batch's sequences in blocks of 8 (the second thread gets a scalar tail of units / a
 # partial block), and the input projection's rows; training also splits its backward steps
 # (a batch's sequences) and the halves of its gradient GEMMs.
 @pytest.mark.parametrize("B, H", [(1, 133), (13, 67)], ids=str)

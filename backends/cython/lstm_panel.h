@@ -34,6 +34,9 @@
 
 /* Most rows of a block (see above), and the block used on the running CPU. */
 #define LSTMCPU_PANEL_BLOCK 8
+/* Bytes of packed W that a product keeps in L2 while the rows pass (see
+ * lstm_panel_product). */
+#define LSTMCPU_PANEL_SPAN_BYTES (256 * 1024)
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
 #define LSTMCPU_PANEL_ROWS_PER_BLOCK() (__builtin_cpu_supports("avx512f") ? 8 : 4)
 #elif defined(__AVX512F__)
@@ -200,40 +203,60 @@ LSTMCPU_INLINE void lstmcpu_transpose_f64(const double *restrict src, ptrdiff_t 
     LSTMCPU_PANEL_ROWS(SUFFIX, T, V, 7)                                                    \
     LSTMCPU_PANEL_ROWS(SUFFIX, T, V, 8)                                                    \
                                                                                            \
-    /* G[r0:r1] (row stride ldg) = h[r0:r1] (row stride K) @ W.T, or += with `add`; W     \
-     * (rows, K) packed in P. The rows go in chunks of 8, each crossing every panel, so a  \
-     * chunk's rows of G are written left to right (the prefetchers follow) while the      \
-     * panels come from L2. (Chunks of 64, which keep more of h in L1, ran the medium      \
-     * preset's input projection, 6400 x 128 @ 128 x 1024, at 64 GFLOP/s against 87: its   \
-     * G rows came from memory in scattered 128-byte pieces.) */                           \
+    /* G[q0:q1, c0:c1] (+)= h[q0:q1] @ W[c0:c1].T for c0 and c1 on panel boundaries (or c1  \
+     * the end of W): the rows in blocks of nb, panel after panel. */                      \
+    LSTMCPU_INLINE void lstm_panel_chunk_##SUFFIX(ptrdiff_t rows, ptrdiff_t K, ptrdiff_t q0, \
+                                                 ptrdiff_t q1, ptrdiff_t c0, ptrdiff_t c1, \
+                                                 ptrdiff_t nb, const T *restrict P,        \
+                                                 const T *restrict h, T *restrict G,       \
+                                                 ptrdiff_t ld, int add)                    \
+    {                                                                                      \
+        enum { L = sizeof(V) / sizeof(T) };                                                \
+        for (ptrdiff_t c = c0; c < c1; c += 2 * L) {                                       \
+            const ptrdiff_t n = rows - c < 2 * L ? rows - c : 2 * L;                       \
+            const T *p = P + c * K;                                                        \
+            for (ptrdiff_t r = q0; r < q1; r += nb) {                                      \
+                const T *hr = h + r * K;                                                   \
+                T *g = G + r * ld + c;                                                     \
+                switch (q1 - r < nb ? q1 - r : nb) {                                       \
+                case 1: lstm_panel_rows_##SUFFIX##_1(K, n, p, hr, g, ld, add); break;      \
+                case 2: lstm_panel_rows_##SUFFIX##_2(K, n, p, hr, g, ld, add); break;      \
+                case 3: lstm_panel_rows_##SUFFIX##_3(K, n, p, hr, g, ld, add); break;      \
+                case 4: lstm_panel_rows_##SUFFIX##_4(K, n, p, hr, g, ld, add); break;      \
+                case 5: lstm_panel_rows_##SUFFIX##_5(K, n, p, hr, g, ld, add); break;      \
+                case 6: lstm_panel_rows_##SUFFIX##_6(K, n, p, hr, g, ld, add); break;      \
+                case 7: lstm_panel_rows_##SUFFIX##_7(K, n, p, hr, g, ld, add); break;      \
+                default: lstm_panel_rows_##SUFFIX##_8(K, n, p, hr, g, ld, add); break;     \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    /* G[r0:r1] (row stride ldg) = h[r0:r1] (row stride K) @ W.T, or += with `add`; W      \
+     * (rows, K) packed in P. The panels go in spans of about LSTMCPU_PANEL_SPAN_BYTES,    \
+     * which stay in L2 while every row crosses them; within a span the rows go in chunks  \
+     * of 8, each crossing every panel of the span, so a chunk's rows of G are written     \
+     * left to right (the prefetchers follow). (Chunks of 64 rows crossing all of W ran    \
+     * the medium preset's input projection, 6400 x 128 @ 128 x 1024, at 64 GFLOP/s        \
+     * against 87: its G rows came from memory in scattered 128-byte pieces. Chunks of 8   \
+     * crossing all of W streamed W from L3 once per chunk when it outgrew L2: the large   \
+     * preset's 4 MiB w_hh ran at 99 GFLOP/s, 156 in spans of 256 KiB; the large input     \
+     * projection 95 -> 146, the medium one 121 -> 145, the small products unchanged, in a \
+     * C microbenchmark on the Intel Xeon with 2 MiB of L2 per core.) */                   \
     LSTMCPU_DISPATCH                                                                       \
     static void lstm_panel_product_##SUFFIX(int n_rows, int n_cols, int r0, int r1,        \
                                             const T *restrict P, const T *restrict h,      \
                                             T *restrict G, int ldg, int add)               \
     {                                                                                      \
-        enum { L = sizeof(V) / sizeof(T), CHUNK = LSTMCPU_PANEL_BLOCK };                  \
-        const ptrdiff_t rows = n_rows, K = n_cols, ld = ldg;                               \
-        const ptrdiff_t nb = LSTMCPU_PANEL_ROWS_PER_BLOCK();                              \
-        for (ptrdiff_t q0 = r0; q0 < r1; q0 += CHUNK) {                                    \
-            const ptrdiff_t q1 = r1 - q0 < CHUNK ? r1 : q0 + CHUNK;                        \
-            for (ptrdiff_t c0 = 0; c0 < rows; c0 += 2 * L) {                               \
-                const ptrdiff_t n = rows - c0 < 2 * L ? rows - c0 : 2 * L;                 \
-                const T *p = P + c0 * K;                                                   \
-                for (ptrdiff_t r = q0; r < q1; r += nb) {                                  \
-                    const T *hr = h + r * K;                                               \
-                    T *g = G + r * ld + c0;                                                \
-                    switch (q1 - r < nb ? q1 - r : nb) {                                   \
-                    case 1: lstm_panel_rows_##SUFFIX##_1(K, n, p, hr, g, ld, add); break;  \
-                    case 2: lstm_panel_rows_##SUFFIX##_2(K, n, p, hr, g, ld, add); break;  \
-                    case 3: lstm_panel_rows_##SUFFIX##_3(K, n, p, hr, g, ld, add); break;  \
-                    case 4: lstm_panel_rows_##SUFFIX##_4(K, n, p, hr, g, ld, add); break;  \
-                    case 5: lstm_panel_rows_##SUFFIX##_5(K, n, p, hr, g, ld, add); break;  \
-                    case 6: lstm_panel_rows_##SUFFIX##_6(K, n, p, hr, g, ld, add); break;  \
-                    case 7: lstm_panel_rows_##SUFFIX##_7(K, n, p, hr, g, ld, add); break;  \
-                    default: lstm_panel_rows_##SUFFIX##_8(K, n, p, hr, g, ld, add); break; \
-                    }                                                                      \
-                }                                                                          \
-            }                                                                              \
+        enum { L = sizeof(V) / sizeof(T), CHUNK = LSTMCPU_PANEL_BLOCK };                   \
+        const ptrdiff_t rows = n_rows, K = n_cols, nb = LSTMCPU_PANEL_ROWS_PER_BLOCK();    \
+        const ptrdiff_t panels = LSTMCPU_PANEL_SPAN_BYTES / (ptrdiff_t)(2 * sizeof(V) * K); \
+        const ptrdiff_t span = 2 * L * (panels > 1 ? panels : 1);                          \
+        for (ptrdiff_t s0 = 0; s0 < rows; s0 += span) {                                    \
+            const ptrdiff_t s1 = rows - s0 < span ? rows : s0 + span;                      \
+            for (ptrdiff_t q0 = r0; q0 < r1; q0 += CHUNK)                                  \
+                lstm_panel_chunk_##SUFFIX(rows, K, q0, r1 - q0 < CHUNK ? r1 : q0 + CHUNK,  \
+                                          s0, s1, nb, P, h, G, ldg, add);                  \
         }                                                                                  \
     }
 
