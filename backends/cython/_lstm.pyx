@@ -19,7 +19,7 @@ limit allows two and the steps are long enough). The forward products run in
 ``lstm_step.h`` with no BLAS call: the input projection and, for batches of more than one,
 the per-step product are register-blocked kernels over ``w_ih`` and ``w_hh`` packed once
 per call (``lstm_panel.h``); a single sequence takes the fused step of ``lstm_fused.h`` on
-``w_hh`` as it is. The backward steps of a batch run there too (the panel kernel on
+``w_hh`` packed for it, once per call. The backward steps of a batch run there too (the panel kernel on
 ``w_hh.T``); a single sequence's take the hand-written kernels of ``recurrent.h``; the
 gradients after the loop are BLAS GEMMs (``_loops.pxd``), split in halves over the two
 threads, each on one BLAS thread. The states do not depend on the number of threads; the
@@ -44,6 +44,7 @@ cdef extern from "lstm_step.h" nogil:
     ctypedef struct lstm_forward_args:
         int f64, B, H, n_in
         const void* w_hh
+        const void* w_hh_fused
         const void* w_ih_panels
         const void* bias
         const int64_t* lengths
@@ -60,6 +61,10 @@ cdef extern from "lstm_step.h" nogil:
     size_t lstm_panel_size_f64(int rows, int K)
     void lstm_pack_panels_f32(int rows, int K, const float* w, float* P)
     void lstm_pack_panels_f64(int rows, int K, const double* w, double* P)
+    size_t lstm_fused_size_f32(int H)
+    size_t lstm_fused_size_f64(int H)
+    void lstm_fused_pack_f32(int H, const float* w, float* P)
+    void lstm_fused_pack_f64(int H, const double* w, double* P)
     void lstmcpu_team_start(lstmcpu_team* team, void (*run)(void*, int, int) noexcept nogil,
                             void* arg, int threads)
     void lstmcpu_team_stop(lstmcpu_team* team)
@@ -153,9 +158,9 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
     c_all = BUFFERS.empty((T if need_cache else 2, B, H), dtype)
     tanh_c = BUFFERS.empty((T if need_cache else 1, B, H), dtype)
     h_state = h0.copy() if lengths is not None else None
-    w_hh_panels = _panels(w_hh) if B > 1 else None
+    w_hh_packed = _panels(w_hh) if B > 1 else _fused_buffer(w_hh)
     last = _forward_loop(x, w_ih, w_hh, b, h0, c0, lengths, gates, y, c_all, tanh_c, h_state,
-                         _panels(w_ih), w_hh_panels, need_cache, step_threads(B, H, need_cache))
+                         _panels(w_ih), w_hh_packed, need_cache, step_threads(B, H, need_cache))
     h_n = h_state if lengths is not None else y[T - 1].copy()
     c_n = c_all[last].copy()
     if not need_cache:
@@ -181,20 +186,35 @@ def _panels(w):
     return BUFFERS.empty(lstm_panel_size_f64(rows, K), w.dtype)
 
 
+cdef inline void _pack_fused(int H, const floating* w, floating* packed) noexcept nogil:
+    if floating is float:
+        lstm_fused_pack_f32(H, w, packed)
+    else:
+        lstm_fused_pack_f64(H, w, packed)
+
+
+def _fused_buffer(w_hh):
+    """An uninitialised buffer for ``w_hh`` (4H, H) packed for the single-sequence step
+    (``lstm_fused.h``); one element when H is below a vector's width (nothing to pack)."""
+    H = w_hh.shape[1]
+    size = lstm_fused_size_f32(H) if w_hh.dtype == np.float32 else lstm_fused_size_f64(H)
+    return BUFFERS.empty(max(1, size), w_hh.dtype)
+
+
 def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                   const floating[:, ::1] w_hh, const floating[::1] b,
                   const floating[:, ::1] h0, const floating[:, ::1] c0,
                   const int64_t[::1] lengths, floating[:, :, ::1] gates,
                   floating[:, :, ::1] y, floating[:, :, ::1] c_all,
                   floating[:, :, ::1] tanh_c, floating[:, ::1] h_state,
-                  floating[::1] w_ih_panels, floating[::1] w_hh_panels, bint need_cache,
+                  floating[::1] w_ih_panels, floating[::1] w_hh_packed, bint need_cache,
                   int threads):
     """The time loop, without the GIL; returns the slot of ``c_all`` holding ``c_n``.
 
     ``gates`` holds ``gates.shape[0]`` steps: all of them, or a chunk that the input
-    projection refills every that many steps. ``w_ih_panels`` and ``w_hh_panels`` receive
-    the packed weights (``w_hh_panels`` is None for a batch of one, whose kernel reads
-    ``w_hh`` as it is). The projections and steps run on ``threads`` (1 or 2) threads.
+    projection refills every that many steps. ``w_ih_panels`` and ``w_hh_packed`` receive
+    the packed weights (``w_hh`` in panels, or for a batch of one packed for the fused
+    step). The projections and steps run on ``threads`` (1 or 2) threads.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef int t, r, g, s = 0, s_prev = 0, u = 0
@@ -206,9 +226,12 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     with nogil:
         _pack(4 * H, I, &w_ih[0, 0], &w_ih_panels[0])
         if B > 1:
-            _pack(4 * H, H, &w_hh[0, 0], &w_hh_panels[0])
+            _pack(4 * H, H, &w_hh[0, 0], &w_hh_packed[0])
+        else:
+            _pack_fused(H, &w_hh[0, 0], &w_hh_packed[0])
         a.f64, a.B, a.H, a.n_in = sizeof(floating) == sizeof(double), B, H, I
-        a.w_hh = &w_hh[0, 0] if B == 1 else &w_hh_panels[0]
+        a.w_hh = &w_hh[0, 0] if B == 1 else &w_hh_packed[0]
+        a.w_hh_fused = &w_hh_packed[0]
         a.w_ih_panels, a.bias = &w_ih_panels[0], &b[0]
         a.lengths = &lengths[0] if masked else NULL
         lstmcpu_team_start(&team, lstm_step_run, &a, threads)

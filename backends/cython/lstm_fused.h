@@ -3,12 +3,13 @@
  *
  * At batch 1 a step is a (4H, H) matrix-vector product, bound by streaming w_hh through
  * the caches: 1 MiB for H = 256 in float32, as large as Zen 4's whole L2, so it comes from
- * L3 at about 110 GB/s, 9.4 us per step. The kernel takes the units in blocks of L (the
- * lanes of a 256-bit vector: 8 floats, 4 doubles). For each gate it computes the L dot
- * products w_hh[g*H + u] . h_prev of the block's units, one vector accumulator per row
- * (lane l sums the products k = l, l + L, ..., in order), then folds the L accumulators
- * into one vector of L row sums with log2(L) shuffle-and-add stages: w_hh is read in place,
- * row after row, with no packing and no scalar horizontal sums. The block's gate pass
+ * L3 at about 110 GB/s, 9.4 us per step (on the Intel Xeon, from its 2 MiB L2 at about
+ * 125 GB/s). The kernel takes the units in blocks of L (the lanes of a 256-bit vector: 8
+ * floats, 4 doubles). For each gate it computes the L dot products w_hh[g*H + u] . h_prev
+ * of the block's units, one vector accumulator per row (lane l sums the products k = l,
+ * l + L, ..., in order), then folds the L accumulators into one vector of L row sums with
+ * log2(L) shuffle-and-add stages, with no scalar horizontal sums. The caller packs w_hh
+ * once per call (lstm_fused_pack) so that the step reads it as one sequential stream. The block's gate pass
  * follows at once, on values still in registers. `reverse` walks the blocks backwards
  * (the caller alternates it between steps, so each step starts on the rows the previous
  * one read last). Two threads split a step's units (lstm_step.h): each runs this kernel
@@ -57,20 +58,23 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
 }
 
 #define LSTMCPU_FUSED_STEP(SUFFIX, T, V)                                                     \
-    /* out[j] = w[j] . h (rows w[j] of length K), j < L. (Vectors pass by pointer: the   \
-     * baseline clone has no 256-bit registers to pass them in.) */                       \
-    LSTMCPU_INLINE void lstmcpu_dots_##SUFFIX(ptrdiff_t K, const T *restrict w,            \
-                                             const T *restrict h, V *out)                  \
+    /* out[j] = w[j] . h (rows w[j] of length K), j < L, where p holds the first KL = K - K % L \
+     * columns of the L rows packed (lstm_fused_pack): the loop reads one sequential stream. \
+     * (Vectors pass by pointer: the baseline clone has no 256-bit registers to pass them  \
+     * in.) */                                                                             \
+    LSTMCPU_INLINE void lstmcpu_dots_##SUFFIX(ptrdiff_t K, const T *restrict p,            \
+                                             const T *restrict w, const T *restrict h,     \
+                                             V *out)                                       \
     {                                                                                      \
         enum { L = sizeof(V) / sizeof(T) };                                                \
         V acc[L];                                                                          \
         for (int j = 0; j < L; j++)                                                        \
             acc[j] = (V){0};                                                               \
         ptrdiff_t k = 0;                                                                   \
-        for (; k + L <= K; k += L) {                                                       \
+        for (; k + L <= K; k += L, p += L * L) {                                           \
             const V hv = *(const V *)(h + k);                                              \
             for (int j = 0; j < L; j++)                                                    \
-                acc[j] += *(const V *)(w + j * K + k) * hv;                                \
+                acc[j] += *(const V *)(p + j * L) * hv;                                    \
         }                                                                                  \
         lstmcpu_row_sums_##SUFFIX(acc, out);                                               \
         for (; k < K; k++)                                                                 \
@@ -78,12 +82,38 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
                 (*out)[j] += w[j * K + k] * h[k];                                          \
     }                                                                                      \
                                                                                            \
+    /* Elements of w_hh (4H, H) packed for lstm_fused_units. */                            \
+    static size_t lstm_fused_size_##SUFFIX(int H)                                          \
+    {                                                                                      \
+        enum { L = sizeof(V) / sizeof(T) };                                                \
+        return (size_t)4 * (H - H % L) * (H - H % L);                                      \
+    }                                                                                      \
+                                                                                           \
+    /* P = the full blocks of w (4H, H) packed so that the kernel reads them in order: for \
+     * each block of L units, each gate, each group of L columns k, the L rows' L values:  \
+     * P[((b*4 + g)*KL + q)*L*L + j*L + l] = w[(g*H + b*L + j)*H + q*L + l], KL = H / L.   \
+     * (Read in place, the L rows of a block are L streams 4H bytes apart, which the       \
+     * prefetchers follow badly: H = 256 float32 ran at 54 GB/s from L2, against 125 for   \
+     * one stream, on the Intel Xeon; Zen 4 reads w_hh from L3 either way.) */             \
+    static void lstm_fused_pack_##SUFFIX(int n_units, const T *restrict w, T *restrict P)  \
+    {                                                                                      \
+        enum { L = sizeof(V) / sizeof(T) };                                                \
+        const ptrdiff_t H = n_units, KL = H / L;                                           \
+        for (ptrdiff_t b = 0; b < H / L; b++)                                              \
+            for (ptrdiff_t g = 0; g < 4; g++)                                              \
+                for (ptrdiff_t q = 0; q < KL; q++, P += L * L)                             \
+                    for (ptrdiff_t j = 0; j < L; j++)                                      \
+                        memcpy(P + j * L, w + (g * H + b * L + j) * H + q * L,             \
+                               L * sizeof(T));                                             \
+    }                                                                                      \
+                                                                                           \
     /* One step for the units [first, last) (first a multiple of L; last one too, or H):   \
      * gates (4H) holds the input projection of the step and receives the activations;     \
-     * w (4H, H) is w_hh, h_prev (H) the previous state; writes c_out, tanh_c and h_out (H). \
-     */                                                                                    \
+     * w (4H, H) is w_hh and P its full blocks packed by lstm_fused_pack, h_prev (H) the    \
+     * previous state; writes c_out, tanh_c and h_out (H). */                              \
     LSTMCPU_DISPATCH                                                                       \
-    static void lstm_fused_units_##SUFFIX(int H, int first, int last, const T *restrict w, \
+    static void lstm_fused_units_##SUFFIX(int H, int first, int last, const T *restrict P, \
+                                          const T *restrict w,                             \
                                           const T *restrict h_prev, T *restrict gates,     \
                                           const T *restrict bias, const T *restrict c_prev, \
                                           T *restrict c_out, T *restrict tanh_c,           \
@@ -96,7 +126,8 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
             const ptrdiff_t u0 = L * (b0 + (reverse ? blocks - 1 - s : s));                \
             for (ptrdiff_t g = 0; g < 4; g++) {                                            \
                 V v;                                                                       \
-                lstmcpu_dots_##SUFFIX(K, w + (g * K + u0) * K, h_prev, &v);                \
+                lstmcpu_dots_##SUFFIX(K, P + ((u0 / L) * 4 + g) * (K - K % L) * L,         \
+                                      w + (g * K + u0) * K, h_prev, &v);                   \
                 v += *(const V *)(gates + g * K + u0);                                     \
                 memcpy(pre[g], &v, sizeof v);                                              \
             }                                                                              \

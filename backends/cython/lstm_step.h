@@ -3,7 +3,7 @@
  * backward step for a batch (gate pass and dh += dG @ w_hh).
  *
  * No BLAS call runs inside the loops: a batch of one takes the fused kernel of
- * lstm_fused.h on w_hh as it is; larger batches and the input projection take the panel
+ * lstm_fused.h on a copy of w_hh packed for it; larger batches and the input projection take the panel
  * kernel of lstm_panel.h on copies of w_hh (w_hh.T backward) and w_ih packed once per
  * call. Two threads split a step's units (batch 1) or its sequences (rows, in whole
  * blocks of the panel kernel), and the rows of a projection; every output is computed as
@@ -27,6 +27,7 @@
 typedef struct {
     int f64, B, H, n_in; /* (not I: complex.h defines it) */
     const void *w_hh;         /* batch 1: w_hh (4H, H); else its panels */
+    const void *w_hh_fused;   /* batch 1: w_hh packed by lstm_fused_pack */
     const void *w_ih_panels;  /* w_ih (4H, I) in panels */
     const void *bias;         /* (4H,) */
     const int64_t *lengths;   /* (B,), or NULL when every sequence runs to the end */
@@ -82,8 +83,8 @@ static void lstm_split(int n, int align, int part, int parts, int *first, int *l
         int first, last;                                                                   \
         if (a->B == 1) {                                                                   \
             lstm_split(H, sizeof(lstmcpu_vf) / sizeof(T), part, parts, &first, &last);    \
-            lstm_fused_units_##SUFFIX(H, first, last, a->w_hh, h_prev, gates, bias,        \
-                                      c_prev, c_out, tanh_c, h_out, a->t & 1);             \
+            lstm_fused_units_##SUFFIX(H, first, last, a->w_hh_fused, a->w_hh, h_prev,      \
+                                      gates, bias, c_prev, c_out, tanh_c, h_out, a->t & 1); \
             return;                                                                        \
         }                                                                                  \
         lstm_split(a->B, LSTMCPU_PANEL_BLOCK, part, parts, &first, &last);                 \
