@@ -23,6 +23,13 @@
 #else
 #define LSTMCPU_DISPATCH
 #endif
+/* Unaligned vectors of float and double the kernels compute with: 256 bits, and 512 bits
+ * (two 256-bit or four 128-bit halves below AVX-512). */
+typedef float lstmcpu_vf __attribute__((vector_size(32), aligned(4)));
+typedef double lstmcpu_vd __attribute__((vector_size(32), aligned(8)));
+typedef float lstmcpu_vf16 __attribute__((vector_size(64), aligned(4)));
+typedef double lstmcpu_vd8 __attribute__((vector_size(64), aligned(8)));
+
 /* GCC inlines a function into a clone built for another -march only when forced to. */
 #if defined(__GNUC__)
 #define LSTMCPU_INLINE static inline __attribute__((always_inline))

@@ -45,9 +45,7 @@
 #define LSTMCPU_PANEL_ROWS_PER_BLOCK() 4
 #endif
 
-/* Unaligned 512-bit vectors (two 256-bit or four 128-bit halves below AVX-512). */
-typedef float lstmcpu_vf16 __attribute__((vector_size(64), aligned(4)));
-typedef double lstmcpu_vd8 __attribute__((vector_size(64), aligned(8)));
+/* Integer vectors of the same width, for shuffle masks. */
 typedef int lstmcpu_vi16 __attribute__((vector_size(64)));
 typedef long long lstmcpu_vl8 __attribute__((vector_size(64)));
 

@@ -11,8 +11,8 @@
  * is walked; the caller alternates it between steps, so each step starts on the part of
  * W that the previous step touched last and that is still in the core's L2 cache.
  *
- * Vectors are 8 floats / 4 doubles (256 bits): AVX2 width, and the width at which Zen 4
- * executes AVX-512 anyway. Dispatch: see activations.h (LSTMCPU_DISPATCH).
+ * Vectors are lstmcpu_vf / lstmcpu_vd (activations.h), 8 floats / 4 doubles (256 bits):
+ * AVX2 width, and the width at which Zen 4 executes AVX-512 anyway. Dispatch: see activations.h (LSTMCPU_DISPATCH).
  */
 #ifndef LSTMCPU_RECURRENT_H
 #define LSTMCPU_RECURRENT_H
@@ -25,9 +25,6 @@
 /* Largest batch the kernels take; larger batches go to BLAS GEMM. */
 #define LSTMCPU_SMALL_BATCH 4
 
-/* Unaligned 256-bit vectors of float and double. */
-typedef float lstmcpu_vf __attribute__((vector_size(32), aligned(4)));
-typedef double lstmcpu_vd __attribute__((vector_size(32), aligned(8)));
 /* Columns of the backward kernel's strips: 4 vectors of T. */
 #define LSTMCPU_STRIP(T) (4 * 32 / (int)sizeof(T))
 
