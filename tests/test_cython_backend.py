@@ -177,6 +177,41 @@ def test_gate_functions_are_accurate_to_rounding(backend, dtype):
 # ---------------------------------------------------------------- code paths vs the oracle
 
 
+@pytest.fixture
+def narrow_blocking():
+    """The LSTM kernels block as on a CPU without AVX-512 for the test's duration."""
+    from lstmcpu.backends.cython import _lstm
+
+    _lstm._set_narrow_blocking(True)
+    yield
+    _lstm._set_narrow_blocking(False)
+
+
+# Without AVX-512 the panel kernel takes rows in blocks of 4, not 8, and the single-sequence
+# step reads w_hh (packed differently) in 256-bit vectors: the paths such a CPU runs.
+@pytest.mark.parametrize("B, H", [(1, 67), (1, 256), (9, 45), (13, 67)], ids=str)
+def test_blockings_without_avx512_match_oracle(backend, dtype, tol, B, H, narrow_blocking):
+    p = random_problem(12, B, 40, H, dtype, seed=B, lengths=B > 1)
+    p["w_hh"] *= dtype(0.2)
+    assert_lstm_matches_oracle(backend, p, dtype, tol)
+
+
+def test_panel_blockings_give_identical_results(backend, dtype):
+    """Every output of the panel kernel sums its products in the same order whatever the
+    rows per block, so both blockings give the same bits."""
+    from lstmcpu.backends.cython import _lstm
+
+    p = random_problem(12, 13, 40, 67, dtype, seed=1)
+    wide = forward(backend, p, need_cache=False)[:3]
+    _lstm._set_narrow_blocking(True)
+    try:
+        narrow = forward(backend, p, need_cache=False)[:3]
+    finally:
+        _lstm._set_narrow_blocking(False)
+    for a, b in zip(wide, narrow):
+        np.testing.assert_array_equal(a, b)
+
+
 # A single sequence takes the fused kernel of lstm_fused.h, larger batches the panel kernel
 # of lstm_panel.h (rows in blocks of up to 8: full and partial blocks). The hidden sizes
 # exercise the vector main loops and their scalar tails (H % 8, H % 32); H = 300 makes

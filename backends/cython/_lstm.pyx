@@ -45,6 +45,7 @@ cdef extern from "lstm_step.h" nogil:
         int f64, B, H, n_in
         const void* w_hh
         const void* w_hh_fused
+        int wide
         const void* w_ih_panels
         const void* bias
         const int64_t* lengths
@@ -63,8 +64,10 @@ cdef extern from "lstm_step.h" nogil:
     void lstm_pack_panels_f64(int rows, int K, const double* w, double* P)
     size_t lstm_fused_size_f32(int H)
     size_t lstm_fused_size_f64(int H)
-    void lstm_fused_pack_f32(int H, const float* w, float* P)
-    void lstm_fused_pack_f64(int H, const double* w, double* P)
+    void lstm_fused_pack_f32(int H, const float* w, int wide, float* P)
+    void lstm_fused_pack_f64(int H, const double* w, int wide, double* P)
+    int LSTMCPU_HAS_AVX512()
+    int lstmcpu_narrow_blocking
     void lstmcpu_team_start(lstmcpu_team* team, void (*run)(void*, int, int) noexcept nogil,
                             void* arg, int threads)
     void lstmcpu_team_stop(lstmcpu_team* team)
@@ -178,6 +181,15 @@ cdef inline void _pack(int rows, int K, const floating* w, floating* panels) noe
         lstm_pack_panels_f64(rows, K, w, panels)
 
 
+def _set_narrow_blocking(bint narrow):
+    """Whether the kernels of this module block as on a CPU without AVX-512 (the panel
+    kernel's rows in blocks of 4, the single-sequence step's 256-bit reads) whatever the
+    CPU: lets the tests run those paths on an AVX-512 machine. Not thread-safe: set it
+    while no call runs."""
+    global lstmcpu_narrow_blocking
+    lstmcpu_narrow_blocking = narrow
+
+
 def _panels(w):
     """An uninitialised buffer for ``w`` (rows, K) packed in panels (``lstm_panel.h``)."""
     rows, K = w.shape
@@ -186,11 +198,11 @@ def _panels(w):
     return BUFFERS.empty(lstm_panel_size_f64(rows, K), w.dtype)
 
 
-cdef inline void _pack_fused(int H, const floating* w, floating* packed) noexcept nogil:
+cdef inline void _pack_fused(int H, const floating* w, int wide, floating* packed) noexcept nogil:
     if floating is float:
-        lstm_fused_pack_f32(H, w, packed)
+        lstm_fused_pack_f32(H, w, wide, packed)
     else:
-        lstm_fused_pack_f64(H, w, packed)
+        lstm_fused_pack_f64(H, w, wide, packed)
 
 
 def _fused_buffer(w_hh):
@@ -228,10 +240,10 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         if B > 1:
             _pack(4 * H, H, &w_hh[0, 0], &w_hh_packed[0])
         else:
-            _pack_fused(H, &w_hh[0, 0], &w_hh_packed[0])
+            _pack_fused(H, &w_hh[0, 0], LSTMCPU_HAS_AVX512(), &w_hh_packed[0])
         a.f64, a.B, a.H, a.n_in = sizeof(floating) == sizeof(double), B, H, I
         a.w_hh = &w_hh[0, 0] if B == 1 else &w_hh_packed[0]
-        a.w_hh_fused = &w_hh_packed[0]
+        a.w_hh_fused, a.wide = &w_hh_packed[0], LSTMCPU_HAS_AVX512()
         a.w_ih_panels, a.bias = &w_ih_panels[0], &b[0]
         a.lengths = &lengths[0] if masked else NULL
         lstmcpu_team_start(&team, lstm_step_run, &a, threads)

@@ -30,6 +30,21 @@ typedef double lstmcpu_vd __attribute__((vector_size(32), aligned(8)));
 typedef float lstmcpu_vf16 __attribute__((vector_size(64), aligned(4)));
 typedef double lstmcpu_vd8 __attribute__((vector_size(64), aligned(8)));
 
+/* Whether the running CPU has AVX-512 (the x86-64-v4 clones run): kernels whose best
+ * blocking differs choose by it at run time, since 512-bit code in the AVX2 clone spills
+ * its accumulators (two registers each). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
+#define LSTMCPU_CPU_HAS_AVX512() __builtin_cpu_supports("avx512f")
+#elif defined(__AVX512F__)
+#define LSTMCPU_CPU_HAS_AVX512() 1
+#else
+#define LSTMCPU_CPU_HAS_AVX512() 0
+#endif
+/* Set to run the AVX2 blockings on an AVX-512 CPU (tests: the blockings a CPU without
+ * AVX-512 takes); per extension module. */
+static int lstmcpu_narrow_blocking __attribute__((unused)) = 0;
+#define LSTMCPU_HAS_AVX512() (!lstmcpu_narrow_blocking && LSTMCPU_CPU_HAS_AVX512())
+
 /* GCC inlines a function into a clone built for another -march only when forced to. */
 #if defined(__GNUC__)
 #define LSTMCPU_INLINE static inline __attribute__((always_inline))

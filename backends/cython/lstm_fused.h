@@ -9,8 +9,8 @@
  * of the block's units, one vector accumulator per row (lane l sums the products k = l,
  * l + L, ..., in order), then folds the L accumulators into one vector of L row sums with
  * log2(L) shuffle-and-add stages, with no scalar horizontal sums. The caller packs w_hh
- * once per call (lstm_fused_pack) so that the step reads it as one sequential stream, in
- * vectors of 2L values. The block's gate pass
+ * once per call (lstm_fused_pack) so that the step reads it as one sequential stream (with
+ * AVX-512 in vectors of 2L values). The block's gate pass
  * follows at once, on values still in registers. `reverse` walks the blocks backwards
  * (the caller alternates it between steps, so each step starts on the rows the previous
  * one read last). Two threads split a step's units (lstm_step.h): each runs this kernel
@@ -60,37 +60,41 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
 
 #define LSTMCPU_FUSED_STEP(SUFFIX, T, V, VW)                                                 \
     /* out[j] = w[j] . h (rows w[j] of length K), j < L, where p holds the first K - K % L \
-     * columns of the L rows packed by lstm_fused_pack, so that the loop reads one         \
-     * sequential stream, in vectors VW of 2L values (lane m of row j sums the products    \
-     * k = m, m + 2L, ...; the two halves then add up, a last group of L columns is added, \
-     * and the row sums fold the lanes). (Vectors pass by pointer: the baseline clone has  \
-     * no 256-bit registers to pass them in.) */                                           \
+     * columns of the L rows packed by lstm_fused_pack(..., wide), so that the loop reads  \
+     * one sequential stream. With `wide` (AVX-512) it reads them in vectors VW of 2L      \
+     * values while 2L columns remain (lane m of row j sums the products k = m, m + 2L,    \
+     * ...; the two halves then add up), then in vectors of L (lane l: k = l, l + L, ...); \
+     * the row sums fold the lanes. (Vectors pass by pointer: the baseline clone has no    \
+     * 256-bit registers to pass them in.) */                                              \
     LSTMCPU_INLINE void lstmcpu_dots_##SUFFIX(ptrdiff_t K, const T *restrict p,            \
                                              const T *restrict w, const T *restrict h,     \
-                                             V *out)                                       \
+                                             int wide, V *out)                             \
     {                                                                                      \
         enum { L = sizeof(V) / sizeof(T) };                                                \
-        VW wide[L];                                                                        \
         V acc[L];                                                                          \
         for (int j = 0; j < L; j++)                                                        \
-            wide[j] = (VW){0};                                                             \
+            acc[j] = (V){0};                                                               \
         ptrdiff_t k = 0;                                                                   \
-        for (; k + 2 * L <= K; k += 2 * L, p += 2 * L * L) {                               \
-            const VW hv = *(const VW *)(h + k);                                            \
+        if (wide && K >= 2 * L) {                                                          \
+            VW sums[L];                                                                    \
             for (int j = 0; j < L; j++)                                                    \
-                wide[j] += *(const VW *)(p + j * 2 * L) * hv;                              \
+                sums[j] = (VW){0};                                                         \
+            for (; k + 2 * L <= K; k += 2 * L, p += 2 * L * L) {                           \
+                const VW hv = *(const VW *)(h + k);                                        \
+                for (int j = 0; j < L; j++)                                                \
+                    sums[j] += *(const VW *)(p + j * 2 * L) * hv;                          \
+            }                                                                              \
+            for (int j = 0; j < L; j++) {                                                  \
+                V lo, hi;                                                                  \
+                memcpy(&lo, &sums[j], sizeof lo);                                          \
+                memcpy(&hi, (const char *)&sums[j] + sizeof lo, sizeof hi);                \
+                acc[j] = lo + hi;                                                          \
+            }                                                                              \
         }                                                                                  \
-        for (int j = 0; j < L; j++) {                                                      \
-            V lo, hi;                                                                      \
-            memcpy(&lo, &wide[j], sizeof lo);                                              \
-            memcpy(&hi, (const char *)&wide[j] + sizeof lo, sizeof hi);                    \
-            acc[j] = lo + hi;                                                              \
-        }                                                                                  \
-        if (k + L <= K) {                                                                  \
+        for (; k + L <= K; k += L, p += L * L) {                                           \
             const V hv = *(const V *)(h + k);                                              \
             for (int j = 0; j < L; j++)                                                    \
                 acc[j] += *(const V *)(p + j * L) * hv;                                    \
-            k += L;                                                                        \
         }                                                                                  \
         lstmcpu_row_sums_##SUFFIX(acc, out);                                               \
         for (; k < K; k++)                                                                 \
@@ -107,11 +111,13 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
                                                                                            \
     /* P = the full blocks of w (4H, H) in the order lstmcpu_dots reads them: for each     \
      * block of L units and each gate, the block's L rows in groups of 2L columns (L rows  \
-     * of 2L values), then a group of L columns when H % 2L >= L. (Read in place, the L    \
-     * rows of a block are L streams 4H bytes apart, which the prefetchers follow badly:   \
-     * on the Intel Xeon, from its L2, the H = 256 float32 step took 18.5 us in place,     \
-     * 13.5 packed, 12.4 packed and read in 512-bit vectors, in a C microbenchmark.) */    \
-    static void lstm_fused_pack_##SUFFIX(int n_units, const T *restrict w, T *restrict P)  \
+     * of 2L values) when `wide`, then in groups of L columns. (Read in place, the L rows  \
+     * of a block are L streams 4H bytes apart, which the prefetchers follow badly: on the \
+     * Intel Xeon, from its L2, the H = 256 float32 step took 18.5 us in place, 13.5       \
+     * packed, 12.4 packed and read in 512-bit vectors, in a C microbenchmark; read so     \
+     * by the AVX2 clone, 125 us.) */                                                      \
+    static void lstm_fused_pack_##SUFFIX(int n_units, const T *restrict w, int wide,       \
+                                         T *restrict P)                                    \
     {                                                                                      \
         enum { L = sizeof(V) / sizeof(T) };                                                \
         const ptrdiff_t H = n_units, KL = H - H % L;                                       \
@@ -119,23 +125,21 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
             for (ptrdiff_t g = 0; g < 4; g++) {                                            \
                 const T *rows = w + (g * H + b * L) * H;                                   \
                 ptrdiff_t k = 0;                                                           \
-                for (; k + 2 * L <= KL; k += 2 * L, P += 2 * L * L)                        \
+                for (; wide && k + 2 * L <= KL; k += 2 * L, P += 2 * L * L)                \
                     for (ptrdiff_t j = 0; j < L; j++)                                      \
                         memcpy(P + j * 2 * L, rows + j * H + k, 2 * L * sizeof(T));        \
-                if (k < KL) {                                                              \
+                for (; k < KL; k += L, P += L * L)                                         \
                     for (ptrdiff_t j = 0; j < L; j++)                                      \
                         memcpy(P + j * L, rows + j * H + k, L * sizeof(T));                \
-                    P += L * L;                                                            \
-                }                                                                          \
             }                                                                              \
     }                                                                                      \
     /* One step for the units [first, last) (first a multiple of L; last one too, or H):   \
      * gates (4H) holds the input projection of the step and receives the activations;     \
-     * w (4H, H) is w_hh and P its full blocks packed by lstm_fused_pack, h_prev (H) the    \
-     * previous state; writes c_out, tanh_c and h_out (H). */                              \
+     * w (4H, H) is w_hh and P its full blocks packed by lstm_fused_pack(H, w, wide, P),  \
+     * h_prev (H) the previous state; writes c_out, tanh_c and h_out (H). */              \
     LSTMCPU_DISPATCH                                                                       \
     static void lstm_fused_units_##SUFFIX(int H, int first, int last, const T *restrict P, \
-                                          const T *restrict w,                             \
+                                          int wide, const T *restrict w,                   \
                                           const T *restrict h_prev, T *restrict gates,     \
                                           const T *restrict bias, const T *restrict c_prev, \
                                           T *restrict c_out, T *restrict tanh_c,           \
@@ -149,7 +153,7 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
             for (ptrdiff_t g = 0; g < 4; g++) {                                            \
                 V v;                                                                       \
                 lstmcpu_dots_##SUFFIX(K, P + ((u0 / L) * 4 + g) * (K - K % L) * L,         \
-                                      w + (g * K + u0) * K, h_prev, &v);                   \
+                                      w + (g * K + u0) * K, h_prev, wide, &v);             \
                 v += *(const V *)(gates + g * K + u0);                                     \
                 memcpy(pre[g], &v, sizeof v);                                              \
             }                                                                              \

@@ -37,13 +37,7 @@
 /* Bytes of packed W that a product keeps in L2 while the rows pass (see
  * lstm_panel_product). */
 #define LSTMCPU_PANEL_SPAN_BYTES (256 * 1024)
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
-#define LSTMCPU_PANEL_ROWS_PER_BLOCK() (__builtin_cpu_supports("avx512f") ? 8 : 4)
-#elif defined(__AVX512F__)
-#define LSTMCPU_PANEL_ROWS_PER_BLOCK() 8
-#else
-#define LSTMCPU_PANEL_ROWS_PER_BLOCK() 4
-#endif
+#define LSTMCPU_PANEL_ROWS_PER_BLOCK() (LSTMCPU_HAS_AVX512() ? 8 : 4)
 
 /* Integer vectors of the same width, for shuffle masks. */
 typedef int lstmcpu_vi16 __attribute__((vector_size(64)));

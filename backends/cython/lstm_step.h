@@ -27,7 +27,8 @@
 typedef struct {
     int f64, B, H, n_in; /* (not I: complex.h defines it) */
     const void *w_hh;         /* batch 1: w_hh (4H, H); else its panels */
-    const void *w_hh_fused;   /* batch 1: w_hh packed by lstm_fused_pack */
+    const void *w_hh_fused;   /* batch 1: w_hh packed by lstm_fused_pack(..., wide, ...) */
+    int wide;                 /* LSTMCPU_HAS_AVX512() when the call began */
     const void *w_ih_panels;  /* w_ih (4H, I) in panels */
     const void *bias;         /* (4H,) */
     const int64_t *lengths;   /* (B,), or NULL when every sequence runs to the end */
@@ -83,8 +84,9 @@ static void lstm_split(int n, int align, int part, int parts, int *first, int *l
         int first, last;                                                                   \
         if (a->B == 1) {                                                                   \
             lstm_split(H, sizeof(lstmcpu_vf) / sizeof(T), part, parts, &first, &last);    \
-            lstm_fused_units_##SUFFIX(H, first, last, a->w_hh_fused, a->w_hh, h_prev,      \
-                                      gates, bias, c_prev, c_out, tanh_c, h_out, a->t & 1); \
+            lstm_fused_units_##SUFFIX(H, first, last, a->w_hh_fused, a->wide, a->w_hh,     \
+                                      h_prev, gates, bias, c_prev, c_out, tanh_c, h_out,   \
+                                      a->t & 1);                                           \
             return;                                                                        \
         }                                                                                  \
         lstm_split(a->B, LSTMCPU_PANEL_BLOCK, part, parts, &first, &last);                 \
