@@ -67,6 +67,7 @@ cdef extern from "lstm_step.h" nogil:
     void lstm_fused_pack_f32(int H, const float* w, int wide, float* P)
     void lstm_fused_pack_f64(int H, const double* w, int wide, double* P)
     int LSTMCPU_HAS_AVX512()
+    int LSTMCPU_FUSED_PACK_MIN_STEPS
     int lstmcpu_narrow_blocking
     void lstmcpu_team_start(lstmcpu_team* team, void (*run)(void*, int, int) noexcept nogil,
                             void* arg, int threads)
@@ -161,7 +162,10 @@ def forward(x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True):
     c_all = BUFFERS.empty((T if need_cache else 2, B, H), dtype)
     tanh_c = BUFFERS.empty((T if need_cache else 1, B, H), dtype)
     h_state = h0.copy() if lengths is not None else None
-    w_hh_packed = _panels(w_hh) if B > 1 else _fused_buffer(w_hh)
+    if B > 1:
+        w_hh_packed = _panels(w_hh)
+    else:
+        w_hh_packed = _fused_buffer(w_hh) if T >= LSTMCPU_FUSED_PACK_MIN_STEPS else None
     last = _forward_loop(x, w_ih, w_hh, b, h0, c0, lengths, gates, y, c_all, tanh_c, h_state,
                          _panels(w_ih), w_hh_packed, need_cache, step_threads(B, H, need_cache))
     h_n = h_state if lengths is not None else y[T - 1].copy()
@@ -226,7 +230,8 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     ``gates`` holds ``gates.shape[0]`` steps: all of them, or a chunk that the input
     projection refills every that many steps. ``w_ih_panels`` and ``w_hh_packed`` receive
     the packed weights (``w_hh`` in panels, or for a batch of one packed for the fused
-    step). The projections and steps run on ``threads`` (1 or 2) threads.
+    step; None: a short single sequence reads ``w_hh`` in place). The projections and
+    steps run on ``threads`` (1 or 2) threads.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef int t, r, g, s = 0, s_prev = 0, u = 0
@@ -239,11 +244,12 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         _pack(4 * H, I, &w_ih[0, 0], &w_ih_panels[0])
         if B > 1:
             _pack(4 * H, H, &w_hh[0, 0], &w_hh_packed[0])
-        else:
+        elif w_hh_packed is not None:
             _pack_fused(H, &w_hh[0, 0], LSTMCPU_HAS_AVX512(), &w_hh_packed[0])
         a.f64, a.B, a.H, a.n_in = sizeof(floating) == sizeof(double), B, H, I
         a.w_hh = &w_hh[0, 0] if B == 1 else &w_hh_packed[0]
-        a.w_hh_fused, a.wide = &w_hh_packed[0], LSTMCPU_HAS_AVX512()
+        a.w_hh_fused = &w_hh_packed[0] if B == 1 and w_hh_packed is not None else NULL
+        a.wide = LSTMCPU_HAS_AVX512()
         a.w_ih_panels, a.bias = &w_ih_panels[0], &b[0]
         a.lengths = &lengths[0] if masked else NULL
         lstmcpu_team_start(&team, lstm_step_run, &a, threads)

@@ -29,6 +29,11 @@
 typedef int lstmcpu_vi8 __attribute__((vector_size(32)));
 typedef long long lstmcpu_vl4 __attribute__((vector_size(32)));
 
+/* Fewest steps for which a call packs w_hh for the single-sequence step: packing
+ * (70 to 100 us for H = 256 float32 on the Intel Xeon) costs what the packed reads save
+ * in about 10 steps (6 us each). */
+#define LSTMCPU_FUSED_PACK_MIN_STEPS 16
+
 /* r[i] = x[i][0] + ... + x[i][L-1]: each stage adds pairs of lanes and interleaves two
  * vectors' results, halving the number of vectors (mask lanes >= L select from the second
  * operand). */
@@ -59,13 +64,14 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
 }
 
 #define LSTMCPU_FUSED_STEP(SUFFIX, T, V, VW)                                                 \
-    /* out[j] = w[j] . h (rows w[j] of length K), j < L, where p holds the first K - K % L \
-     * columns of the L rows packed by lstm_fused_pack(..., wide), so that the loop reads  \
-     * one sequential stream. With `wide` (AVX-512) it reads them in vectors VW of 2L      \
-     * values while 2L columns remain (lane m of row j sums the products k = m, m + 2L,    \
-     * ...; the two halves then add up), then in vectors of L (lane l: k = l, l + L, ...); \
-     * the row sums fold the lanes. (Vectors pass by pointer: the baseline clone has no    \
-     * 256-bit registers to pass them in.) */                                              \
+    /* out[j] = w[j] . h (rows w[j] of length K), j < L. With p (not NULL) holding the     \
+     * first K - K % L columns of the L rows packed by lstm_fused_pack(..., wide), the     \
+     * loop reads one sequential stream: with `wide` (AVX-512) in vectors VW of 2L values  \
+     * while 2L columns remain (lane m of row j sums the products k = m, m + 2L, ...; the  \
+     * two halves then add up), then in vectors of L (lane l: k = l, l + L, ...). Without  \
+     * p it reads the L rows of w in place, in vectors of L. The row sums fold the lanes.  \
+     * (Vectors pass by pointer: the baseline clone has no 256-bit registers to pass them  \
+     * in.) */                                                                             \
     LSTMCPU_INLINE void lstmcpu_dots_##SUFFIX(ptrdiff_t K, const T *restrict p,            \
                                              const T *restrict w, const T *restrict h,     \
                                              int wide, V *out)                             \
@@ -75,26 +81,34 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
         for (int j = 0; j < L; j++)                                                        \
             acc[j] = (V){0};                                                               \
         ptrdiff_t k = 0;                                                                   \
-        if (wide && K >= 2 * L) {                                                          \
-            VW sums[L];                                                                    \
-            for (int j = 0; j < L; j++)                                                    \
-                sums[j] = (VW){0};                                                         \
-            for (; k + 2 * L <= K; k += 2 * L, p += 2 * L * L) {                           \
-                const VW hv = *(const VW *)(h + k);                                        \
+        if (p == NULL) {                                                                   \
+            for (; k + L <= K; k += L) {                                                   \
+                const V hv = *(const V *)(h + k);                                          \
                 for (int j = 0; j < L; j++)                                                \
-                    sums[j] += *(const VW *)(p + j * 2 * L) * hv;                          \
+                    acc[j] += *(const V *)(w + j * K + k) * hv;                            \
             }                                                                              \
-            for (int j = 0; j < L; j++) {                                                  \
-                V lo, hi;                                                                  \
-                memcpy(&lo, &sums[j], sizeof lo);                                          \
-                memcpy(&hi, (const char *)&sums[j] + sizeof lo, sizeof hi);                \
-                acc[j] = lo + hi;                                                          \
+        } else {                                                                           \
+            if (wide && K >= 2 * L) {                                                      \
+                VW sums[L];                                                                \
+                for (int j = 0; j < L; j++)                                                \
+                    sums[j] = (VW){0};                                                     \
+                for (; k + 2 * L <= K; k += 2 * L, p += 2 * L * L) {                       \
+                    const VW hv = *(const VW *)(h + k);                                    \
+                    for (int j = 0; j < L; j++)                                            \
+                        sums[j] += *(const VW *)(p + j * 2 * L) * hv;                      \
+                }                                                                          \
+                for (int j = 0; j < L; j++) {                                              \
+                    V lo, hi;                                                              \
+                    memcpy(&lo, &sums[j], sizeof lo);                                      \
+                    memcpy(&hi, (const char *)&sums[j] + sizeof lo, sizeof hi);            \
+                    acc[j] = lo + hi;                                                      \
+                }                                                                          \
             }                                                                              \
-        }                                                                                  \
-        for (; k + L <= K; k += L, p += L * L) {                                           \
-            const V hv = *(const V *)(h + k);                                              \
-            for (int j = 0; j < L; j++)                                                    \
-                acc[j] += *(const V *)(p + j * L) * hv;                                    \
+            for (; k + L <= K; k += L, p += L * L) {                                       \
+                const V hv = *(const V *)(h + k);                                          \
+                for (int j = 0; j < L; j++)                                                \
+                    acc[j] += *(const V *)(p + j * L) * hv;                                \
+            }                                                                              \
         }                                                                                  \
         lstmcpu_row_sums_##SUFFIX(acc, out);                                               \
         for (; k < K; k++)                                                                 \
@@ -111,32 +125,32 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
                                                                                            \
     /* P = the full blocks of w (4H, H) in the order lstmcpu_dots reads them: for each     \
      * block of L units and each gate, the block's L rows in groups of 2L columns (L rows  \
-     * of 2L values) when `wide`, then in groups of L columns. (Read in place, the L rows  \
-     * of a block are L streams 4H bytes apart, which the prefetchers follow badly: on the \
-     * Intel Xeon, from its L2, the H = 256 float32 step took 18.5 us in place, 13.5       \
-     * packed, 12.4 packed and read in 512-bit vectors, in a C microbenchmark; read so     \
-     * by the AVX2 clone, 125 us.) */                                                      \
+     * of 2L values) when `wide`, then in groups of L columns. Each row of w is read in    \
+     * order. (Read in place, the L rows of a block are L streams 4H bytes apart, which    \
+     * the prefetchers follow badly: on the Intel Xeon, from its L2, the H = 256 float32   \
+     * step took 18.5 us in place, 13.5 packed, 12.4 packed and read in 512-bit vectors,   \
+     * in a C microbenchmark; read so by the AVX2 clone, 125 us.) */                       \
     static void lstm_fused_pack_##SUFFIX(int n_units, const T *restrict w, int wide,       \
                                          T *restrict P)                                    \
     {                                                                                      \
         enum { L = sizeof(V) / sizeof(T) };                                                \
         const ptrdiff_t H = n_units, KL = H - H % L;                                       \
-        for (ptrdiff_t b = 0; b < H / L; b++)                                              \
-            for (ptrdiff_t g = 0; g < 4; g++) {                                            \
-                const T *rows = w + (g * H + b * L) * H;                                   \
-                ptrdiff_t k = 0;                                                           \
-                for (; wide && k + 2 * L <= KL; k += 2 * L, P += 2 * L * L)                \
-                    for (ptrdiff_t j = 0; j < L; j++)                                      \
-                        memcpy(P + j * 2 * L, rows + j * H + k, 2 * L * sizeof(T));        \
-                for (; k < KL; k += L, P += L * L)                                         \
-                    for (ptrdiff_t j = 0; j < L; j++)                                      \
-                        memcpy(P + j * L, rows + j * H + k, L * sizeof(T));                \
-            }                                                                              \
+        for (ptrdiff_t r = 0; r < 4 * (H - H % L); r++) { /* the rows of full blocks */    \
+            const ptrdiff_t g = r / (H - H % L), u = r % (H - H % L), j = u % L;           \
+            const T *row = w + (g * H + u) * H;                                            \
+            T *dst = P + ((u / L) * 4 + g) * KL * L; /* the block and gate's part */       \
+            ptrdiff_t k = 0;                                                               \
+            for (; wide && k + 2 * L <= KL; k += 2 * L, dst += 2 * L * L)                  \
+                memcpy(dst + j * 2 * L, row + k, 2 * L * sizeof(T));                       \
+            for (; k < KL; k += L, dst += L * L)                                           \
+                memcpy(dst + j * L, row + k, L * sizeof(T));                               \
+        }                                                                                  \
     }                                                                                      \
     /* One step for the units [first, last) (first a multiple of L; last one too, or H):   \
      * gates (4H) holds the input projection of the step and receives the activations;     \
      * w (4H, H) is w_hh and P its full blocks packed by lstm_fused_pack(H, w, wide, P),  \
-     * h_prev (H) the previous state; writes c_out, tanh_c and h_out (H). */              \
+     * or NULL to read w in place; h_prev (H) the previous state; writes c_out, tanh_c    \
+     * and h_out (H). */                                                                   \
     LSTMCPU_DISPATCH                                                                       \
     static void lstm_fused_units_##SUFFIX(int H, int first, int last, const T *restrict P, \
                                           int wide, const T *restrict w,                   \
@@ -152,7 +166,7 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
             const ptrdiff_t u0 = L * (b0 + (reverse ? blocks - 1 - s : s));                \
             for (ptrdiff_t g = 0; g < 4; g++) {                                            \
                 V v;                                                                       \
-                lstmcpu_dots_##SUFFIX(K, P + ((u0 / L) * 4 + g) * (K - K % L) * L,         \
+                lstmcpu_dots_##SUFFIX(K, P ? P + ((u0 / L) * 4 + g) * (K - K % L) * L : P, \
                                       w + (g * K + u0) * K, h_prev, wide, &v);             \
                 v += *(const V *)(gates + g * K + u0);                                     \
                 memcpy(pre[g], &v, sizeof v);                                              \
