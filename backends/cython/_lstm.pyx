@@ -332,7 +332,9 @@ def backward(dy, dh_n, dc_n, LSTMCache cache not None):
     db = BUFFERS.empty(4 * H, dtype)
     dh, dc = dh_n.copy(), dc_n.copy()
     # A batch takes the panel kernel on w_hh.T (H, 4H): the transposed panels' size.
-    w_hh_t_panels = _panels(cache.w_hh.T) if B > 1 else None
+    # A single sequence reads w_hh.T in panels too when it is long enough to pay for them.
+    packed = B > 1 or T >= LSTMCPU_FUSED_PACK_MIN_STEPS
+    w_hh_t_panels = _panels(cache.w_hh.T) if packed else None
     threads = step_threads(B, H, need_cache=True)
     with one_blas_thread(threads):
         _backward_loop(dy, x, cache.w_ih, cache.w_hh, cache.h0, cache.c0, cache.lengths,
@@ -354,7 +356,9 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
 
     The steps (``lstm_step.h``) overwrite ``gates[t]`` with the gradients of the gates'
     pre-activations. A batch of more than one sequence takes the panel kernel on ``w_hh.T``
-    packed into ``w_hh_t_panels``, a single sequence the kernels of ``recurrent.h``; both
+    packed into ``w_hh_t_panels``, a single sequence the kernels of ``recurrent.h`` (which
+    read the same panels as column strips of ``w_hh``, or with ``w_hh_t_panels`` None for a
+    short sequence ``w_hh`` itself); both
     run on ``threads`` (1 or 2) threads, which split the batch or the units, and then share
     the gradient GEMMs in halves.
     """
@@ -370,8 +374,8 @@ def _backward_loop(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
         a.f64, a.B, a.H = sizeof(floating) == sizeof(double), B, H
         a.lengths = &lengths[0] if masked else NULL
         a.dh, a.dc, a.cell = &dh[0, 0], &dc[0, 0], 1
-        a.w_hh, a.dgates_next = &w_hh[0, 0], NULL
-        if B > 1:
+        a.w_hh, a.dgates_next, a.w_hh_t_panels = &w_hh[0, 0], NULL, NULL
+        if w_hh_t_panels is not None:
             if floating is float:
                 lstm_pack_panels_t_f32(H, G, &w_hh[0, 0], &w_hh_t_panels[0])
             else:

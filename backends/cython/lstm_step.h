@@ -51,13 +51,18 @@ typedef struct {
  * pass reads only the dh its own product wrote, so one hand-off per step suffices. */
 typedef struct {
     int f64, B, H, t, cell;
-    const void *w_hh_t_panels; /* batch: w_hh.T (H, 4H) in panels */
+    const void *w_hh_t_panels; /* w_hh.T (H, 4H) in panels (a single sequence: or NULL) */
     const void *w_hh;          /* single sequence: w_hh (4H, H) as it is */
     const int64_t *lengths;
     const void *c_prev, *tanh_c, *dy; /* the step's rows: (B, H) each */
     const void *dgates_next;          /* single sequence: (4H,) or NULL */
     void *dh, *dc, *dgates;           /* (B, H), (B, H), (B, 4H) */
 } lstm_backward_args;
+
+/* A single sequence's backward reads w_hh.T's panels as column strips of w_hh. */
+_Static_assert(LSTMCPU_STRIP(float) == 2 * sizeof(lstmcpu_vf16) / sizeof(float) &&
+                   LSTMCPU_STRIP(double) == 2 * sizeof(lstmcpu_vd8) / sizeof(double),
+               "a panel of lstm_panel.h must be one strip of recurrent.h wide");
 
 /* The part of n items (in blocks of `align`) that part `part` of `parts` takes. */
 static void lstm_split(int n, int align, int part, int parts, int *first, int *last)
@@ -130,8 +135,9 @@ static void lstm_split(int n, int align, int part, int parts, int *first, int *l
         int u0, u1;                                                                        \
         lstm_split(H, LSTMCPU_STRIP(T), part, parts, &u0, &u1);                            \
         if (a->dgates_next != NULL)                                                        \
-            recurrent_backward_columns_##SUFFIX(1, H, 4 * H, a->w_hh, a->dgates_next,      \
-                                                4 * H, dh, u0, u1, (a->t + 1) & 1);        \
+            recurrent_backward_columns_##SUFFIX(1, H, 4 * H, a->w_hh, a->w_hh_t_panels,    \
+                                                a->dgates_next, 4 * H, dh, u0, u1,         \
+                                                (a->t + 1) & 1);                           \
         if (!a->cell)                                                                      \
             return;                                                                        \
         if (a->lengths != NULL && a->t >= a->lengths[0]) {                                 \
