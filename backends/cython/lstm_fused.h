@@ -127,9 +127,10 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
      * block of L units and each gate, the block's L rows in groups of 2L columns (L rows  \
      * of 2L values) when `wide`, then in groups of L columns. Each row of w is read in    \
      * order. (Read in place, the L rows of a block are L streams 4H bytes apart, which    \
-     * the prefetchers follow badly: on the Intel Xeon, from its L2, the H = 256 float32   \
-     * step took 18.5 us in place, 13.5 packed, 12.4 packed and read in 512-bit vectors,   \
-     * in a C microbenchmark; read so by the AVX2 clone, 125 us.) */                       \
+     * the prefetchers follow less well: on the Intel Xeon, from its L2, the H = 256       \
+     * float32 step takes 13.7 us in place, 11.0 packed and read in 512-bit vectors;       \
+     * `benchmarks/kernel_microbench.c`. The AVX2 clone, reading 512-bit vectors, spilled  \
+     * its accumulators: 125 us.) */                                                       \
     static void lstm_fused_pack_##SUFFIX(int n_units, const T *restrict w, int wide,       \
                                          T *restrict P)                                    \
     {                                                                                      \
