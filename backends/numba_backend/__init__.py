@@ -33,9 +33,11 @@ The recurrent product of a chunk takes one of two routes, chosen per call by
   chunks of more than :data:`SMALL_BATCH` rows. With one thread allowed, BLAS obeys
   ``threadpoolctl``; with several, BLAS runs on one thread during the call (the chunks are
   the parallelism), so the backend uses ``n_threads`` threads in all.
-* **hand loop** for smaller chunks, where a BLAS call costs more than its work. Each row
-  is computed by the same instructions whatever the chunking, so the results do not depend
-  on the thread count (on the BLAS route they may differ by rounding).
+* **panel kernel** (:mod:`._products`) for smaller chunks, where a BLAS call costs more
+  than its work: a register-blocked product over ``w_hh`` (or, for ``w_hh.T``, a copy
+  packed once per call). Every output is the same chain of fused multiply-adds whatever
+  the chunking, so the results do not depend on the thread count (on the BLAS route they
+  may differ by rounding).
 
 The kernels are plain Python functions compiled with ``njit(cache=True)``: they also run,
 slowly, under ``NUMBA_DISABLE_JIT=1`` for debugging and coverage. One compiled kernel per
@@ -65,6 +67,7 @@ from lstmcpu.backends.numpy_backend import _peephole_gradient, _recurrent_weight
 
 from . import _gru, _lstm, _lstm_variants, _rnn
 from ._activations import constants
+from ._products import pack_panels, panel_width
 from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, projection_size
 
 __all__ = ["NumbaBackend", "chunk_count", "make_backend", "use_blas"]
@@ -122,12 +125,12 @@ class NumbaBackend(Backend):
     def _threads(self):
         return numba.get_num_threads() if self.n_threads is None else self.n_threads
 
-    def _plan(self, G, w_hh, lens, *, backward):
+    def _plan(self, G, w_hh, lens):
         """``(n_chunks, blas)`` of one call: ``G`` (T, B, gates) is its gate buffer; the work
         is the recurrent products of the steps the sequences really take."""
         B = G.shape[1]
         n_chunks = chunk_count(self._threads(), B, int(lens.sum()) * w_hh.size)
-        return n_chunks, use_blas(B, n_chunks, backward=backward)
+        return n_chunks, use_blas(B, n_chunks, w_hh.nbytes)
 
     @staticmethod
     def _run(plan, kernel, *args):
@@ -161,7 +164,7 @@ class NumbaBackend(Backend):
         cached = (T, B, H) if need_cache else (0, 0, 0)
         c_all, tanh_c_all = np.empty(cached, dtype=x.dtype), np.empty(cached, dtype=x.dtype)
         k, store = constants(x.dtype), bool(need_cache)
-        plan = self._plan(G, w_hh, lens, backward=False)
+        plan = self._plan(G, w_hh, lens)
         w_hh_t = _hand_weights(w_hh, plan)
         if peephole is None and not coupled and w_hr is None:
             self._run(plan, _lstm.forward_rows, G, w_hh, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, store, k)
@@ -190,14 +193,14 @@ class NumbaBackend(Backend):
         gates, c_all, tanh_c_all, lens, options = (cache[k] for k in ("gates", "c", "tanh_c", "lengths", "options"))
         dG = np.empty_like(gates)
         if options is None:
-            plan = self._plan(dG, w_hh, lens, backward=True)
+            plan = self._plan(dG, w_hh, lens)
             self._run(plan, _lstm.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
             return (*_weight_gradients(dG, x, w_ih, h0, y), dh, dc)
         p, coupled, w_hr = options["peephole"], options["coupled"], options["w_hr"]
         project = options["has_projection"]
         dh_all = np.empty((T, B, R) if project else (0, 0, 0), dtype=x.dtype)
         dm = np.zeros((B, H), dtype=x.dtype)  # work buffer
-        plan = self._plan(dG, w_hh, lens, backward=True)
+        plan = self._plan(dG, w_hh, lens)
         self._run(plan, _lstm_variants.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, p, coupled, w_hr,
                   lens, dh, dc, dh_all, dm)  # fmt: skip
         grads = (*_weight_gradients(dG, x, w_ih, h0, y), dh, dc)
@@ -228,7 +231,7 @@ class NumbaBackend(Backend):
         hn_all = np.empty((T, B, H) if need_cache else (0, 0, 0), dtype=x.dtype)
         hidden = np.zeros((B, 3 * H), dtype=x.dtype)  # work buffer: h @ w_hh.T
         k = constants(x.dtype)
-        plan = self._plan(G, w_hh, lens, backward=False)
+        plan = self._plan(G, w_hh, lens)
         self._run(plan, _gru.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, b_hn, h, lens, y, hn_all,
                   bool(need_cache), hidden, k)  # fmt: skip
         if not need_cache:
@@ -244,7 +247,7 @@ class NumbaBackend(Backend):
         gates = cache["gates"]
         dG = np.empty_like(gates)  # gradients of the recurrent pre-activations
         dn_input = np.empty((T, B, H), dtype=x.dtype)  # of the input-side n pre-activation
-        plan = self._plan(dG, w_hh, lens, backward=True)
+        plan = self._plan(dG, w_hh, lens)
         self._run(plan, _gru.backward_rows, dG, dy, gates, cache["hn"], y, h0, w_hh, lens, dh, dn_input)
         # Weight gradients after the loop: the recurrent ones first, then dG becomes the
         # gradient of the input-side pre-activations (n differs: it skips the reset product).
@@ -275,7 +278,7 @@ class NumbaBackend(Backend):
         h = h0.copy()
         relu = nonlinearity == "relu"
         k = constants(x.dtype)
-        plan = self._plan(G, w_hh, lens, backward=False)
+        plan = self._plan(G, w_hh, lens)
         self._run(plan, _rnn.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, relu, h, lens, y, k)
         if not need_cache:
             return y, h, None
@@ -286,7 +289,7 @@ class NumbaBackend(Backend):
         x, w_ih, w_hh, h0, y, lens = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "y", "lengths"))
         dy, dh = _upstream(cache, dy, dh_n)
         dG = np.empty_like(cache["act"])
-        plan = self._plan(dG, w_hh, lens, backward=True)
+        plan = self._plan(dG, w_hh, lens)
         self._run(plan, _rnn.backward_rows, dG, dy, cache["act"], w_hh, cache["relu"], lens, dh)
         return (*_weight_gradients(dG, x, w_ih, h0, y), dh)
 
@@ -314,9 +317,13 @@ def _input_projection(x, w_ih):
 
 
 def _hand_weights(w, plan):
-    """What the hand loop reads for products with ``w.T``: a C-contiguous ``w.T``; on the
-    BLAS route (``plan[1]``) BLAS reads ``w`` itself, so ``w`` comes back uncopied."""
-    return w if plan[1] else np.ascontiguousarray(w.T)
+    """What the panel kernel reads for products with ``w.T``: its packed panels
+    (:func:`~._products.pack_panels`); on the BLAS route (``plan[1]``) BLAS reads ``w``
+    itself, and the kernel gets an empty array of the same type (one compiled kernel
+    serves both routes)."""
+    if plan[1]:
+        return np.empty((0, w.shape[1], panel_width(w.dtype)), dtype=w.dtype)
+    return pack_panels(w)
 
 
 # ---------------------------------------------------------------- threads
@@ -387,28 +394,30 @@ def _blas_limit(n_threads):
 
 # ---------------------------------------------------------------- choosing the product route
 
-# Crossover, measured with interleaved medians on the 2-core AMD Zen 4
-# (AVX-512, OpenBLAS 0.3 SkylakeX kernels via SciPy), float32, 1 thread, T=20, whole kernel;
-# ratio = hand time / BLAS time, forward (need_cache=False) | forward+backward:
-#   H=64:  B=8 0.73|0.93  B=16 0.82|1.05  B=32 0.95|1.04  B=64 1.06|1.02  B=128 1.06|1.03
-#   H=256: B=2 0.40|0.58  B=8 0.79|0.77  B=16 1.07|1.00  B=32 1.14|1.03  B=64 1.47|1.21
-#   H=512: B=2 0.74|0.51  B=8 1.00|0.72  B=16 1.32|0.93  B=32 1.27|1.06  B=48 1.50|1.39
-# (B=2 at H=256: BLAS 104 us/step against 42 by hand: OpenBLAS packs w_hh for every small
-# GEMM.) The machine was shared and loaded, so single entries are noisy by +-20%; the
-# crossover sits near 16 rows at every H. (Measured on the LSTM; the other cells use the
-# same rule.)
-#: Largest batch chunk whose recurrent products go through the hand loop rather than BLAS.
-SMALL_BATCH = 16
+# Crossover, measured with `python -m benchmarks.numba_crossover` (interleaved medians of 9) on
+# the shared 2-core Xeon (Sapphire Rapids, AVX-512, OpenBLAS 0.3 SkylakeX kernels via SciPy),
+# load average 0.8-1.1, float32, 1 thread, T=20, whole kernel including the packing of
+# w_hh.T; ratio = panel time / BLAS time, forward (need_cache=False) | forward+backward:
+#   H=64:  B=1 1.12|1.02  B=8 0.70|0.80  B=32 0.90|0.97  B=64 0.97|1.00  B=128 1.01|1.02
+#   H=256: B=1 1.32|1.07  B=8 0.56|0.62  B=32 0.81|0.88  B=64 1.01|0.95  B=128 1.04|1.05
+#   H=512: B=1 1.54|1.31  B=8 0.80|0.64  B=32 1.33|1.49  B=64 1.55|1.35  B=128 1.63|1.57
+# The crossover sits near 64-128 rows while the weights fit in L2 (w_hh of H=256 in float32
+# is 1 MiB of this core's 2), and near 8-16 beyond (H=512: each panel comes from L3 for
+# every block of rows). At B=1 the packing of w_hh.T (0.17 ms at H=256) decides over 20
+# steps; over the online preset's 100 steps the two routes tie (2.07 ms each), and only the
+# panel kernel can split a step between threads. (Measured on the LSTM; the other cells use
+# the same rule.)
+#: Largest batch chunk whose recurrent products go through the panel kernel rather than
+#: BLAS, for weights of at most :data:`L2_WEIGHTS` bytes; an eighth of it beyond.
+SMALL_BATCH = 64
+#: Bytes of a recurrent weight matrix up to which it stays in this CPU's L2 during a step.
+L2_WEIGHTS = 2**20
 
 
-def use_blas(B, n_chunks=1, *, backward):
+def use_blas(B, n_chunks=1, weight_bytes=0):
     """True when the recurrent products of a batch of ``B`` rows, cut into ``n_chunks``
-    chunks, should go to BLAS rather than the hand loop.
-
-    Chunks of more than :data:`SMALL_BATCH` rows take BLAS, smaller ones the hand loop,
-    except a batch of one in the forward pass: BLAS's matrix-vector product is as fast as the
-    hand loop there and needs no transposed copy of ``w_hh``.
-    """
-    if -(-B // n_chunks) > SMALL_BATCH:
-        return True
-    return B == 1 and not backward
+    chunks, with a weight matrix of ``weight_bytes``, should go to BLAS rather than the
+    panel kernel: chunks of more than :data:`SMALL_BATCH` rows (an eighth of it for weights
+    larger than :data:`L2_WEIGHTS`)."""
+    limit = SMALL_BATCH if weight_bytes <= L2_WEIGHTS else SMALL_BATCH // 8
+    return -(-B // n_chunks) > limit

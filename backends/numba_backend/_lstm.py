@@ -52,8 +52,8 @@ def forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, h, c, lens, y, c_all, tanh
     """The whole forward time loop for the batch rows ``lo:hi``.
 
     ``G`` holds the input projection ``x W_ih^T`` and receives the activated gates. The
-    recurrent product goes through BLAS when ``blas``, else through the hand loop, which
-    reads ``w_hh_t``, a C-contiguous ``w_hh.T``. Without ``store``, ``tanh(c)`` goes to a
+    recurrent product goes through BLAS when ``blas``, else through the panel kernel, which
+    reads ``w_hh_t``, the packed panels of ``w_hh.T``. Without ``store``, ``tanh(c)`` goes to a
     scratch row and ``c`` is not kept.
     """
     T = G.shape[0]
@@ -95,7 +95,7 @@ def _backward_row(dy, gates, c_prev, tanh_c, dh, dc, dgates):
 @njit(**JIT)
 def backward_rows(lo, hi, blas, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc):
     """The whole backward time loop for the batch rows ``lo:hi``; the products ``dG[t] @ w_hh``
-    through BLAS when ``blas``, else by hand."""
+    through BLAS when ``blas``, else through the panel kernel."""
     T = dG.shape[0]
     product = np.empty((hi - lo if blas else 0, dh.shape[1]), dtype=dh.dtype)  # this thread's own
     for t in range(T - 1, -1, -1):
