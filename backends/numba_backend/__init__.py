@@ -138,6 +138,24 @@ class NumbaBackend(Backend):
         n_chunks, blas = plan
         _run_chunks(kernel, n_chunks, args[0].shape[1], blas, args)
 
+    def _weight_gradients(self, dG, x, w_ih, h0, y):
+        """``dx, dw_ih, dw_hh, db`` from the gate gradients after the backward loop, one GEMM
+        each. With several threads allowed, BLAS runs on one (see :func:`_blas_limit`), so
+        ``dw_hh`` goes to the pool while this thread computes the others (each GEMM whole:
+        the results do not depend on the thread count), when they bring at least
+        :data:`MIN_CHUNK_WORK` multiply-adds each."""
+        T, B, n_gates = dG.shape
+        work = T * B * n_gates * (2 * x.shape[2] + y.shape[2])
+        if chunk_count(self._threads(), 2, work) < 2:
+            return _weight_gradients(dG, x, w_ih, h0, y)
+        dw_hh = _pool().submit(_recurrent_weight_gradient, dG, h0, y)
+        dG2 = dG.reshape(T * B, n_gates)
+        # dw_ih = dG2.T @ x2
+        dw_ih = np.matmul(dG2.T, x.reshape(T * B, -1))
+        # dx = dG2 @ w_ih
+        dx = np.matmul(dG2, w_ih).reshape(x.shape)
+        return dx, dw_ih, dw_hh.result(), dG2.sum(axis=0)
+
     # ------------------------------------------------------------------ LSTM
 
     @_whole_call_blas_limit
@@ -195,7 +213,7 @@ class NumbaBackend(Backend):
         if options is None:
             plan = self._plan(dG, w_hh, lens)
             self._run(plan, _lstm.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
-            return (*_weight_gradients(dG, x, w_ih, h0, y), dh, dc)
+            return (*self._weight_gradients(dG, x, w_ih, h0, y), dh, dc)
         p, coupled, w_hr = options["peephole"], options["coupled"], options["w_hr"]
         project = options["has_projection"]
         dh_all = np.empty((T, B, R) if project else (0, 0, 0), dtype=x.dtype)
@@ -203,7 +221,7 @@ class NumbaBackend(Backend):
         plan = self._plan(dG, w_hh, lens)
         self._run(plan, _lstm_variants.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, p, coupled, w_hr,
                   lens, dh, dc, dh_all, dm)  # fmt: skip
-        grads = (*_weight_gradients(dG, x, w_ih, h0, y), dh, dc)
+        grads = (*self._weight_gradients(dG, x, w_ih, h0, y), dh, dc)
         if not (options["has_peephole"] or project):
             return grads
         dpeephole = _peephole_gradient(dG, c_all, c0, H, coupled) if options["has_peephole"] else None
@@ -291,7 +309,7 @@ class NumbaBackend(Backend):
         dG = np.empty_like(cache["act"])
         plan = self._plan(dG, w_hh, lens)
         self._run(plan, _rnn.backward_rows, dG, dy, cache["act"], w_hh, cache["relu"], lens, dh)
-        return (*_weight_gradients(dG, x, w_ih, h0, y), dh)
+        return (*self._weight_gradients(dG, x, w_ih, h0, y), dh)
 
 
 def make_backend():
