@@ -152,6 +152,32 @@ def test_result_does_not_depend_on_the_number_of_threads(monkeypatch, variant_id
             np.testing.assert_allclose(value, serial[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("B, H, lengths", [(1, 7, None), (1, 40, [5]), (3, 9, [7, 2, 5])], ids=str)
+def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch, dtype, B, H, lengths):
+    """A batch that is not cut into chunks has each step's units split between the calling
+    thread and a pool thread, synchronised per step; every output and gradient equals the
+    one-thread result to the bit."""
+    monkeypatch.setattr(nb, "MIN_STEP_WORK", 1)
+    threads = []
+    kernel = nb._lstm.forward_units
+
+    def recording_kernel(*args):
+        threads.append(threading.current_thread().name)
+        kernel(*args)
+
+    monkeypatch.setattr(nb._lstm, "forward_units", recording_kernel)
+    p = random_problem(7, B, 5, H, dtype, seed=4)
+    p["lengths"] = None if lengths is None else np.array(lengths)
+    serial = forward_backward(nb.NumbaBackend(n_threads=1), p, dtype)
+    assert not threads
+    split = forward_backward(nb.NumbaBackend(n_threads=2), p, dtype)
+    assert len(threads) == 2 and sum(name.startswith("lstmcpu-numba") for name in threads) == 1
+    for name, a, b in zip(["y", "h_n", "c_n"] + GRAD_NAMES, split, serial):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert_matches_oracle(split, p, dtype)
+
+
 def test_small_calls_run_on_one_thread_and_large_ones_are_split():
     least = nb.MIN_CHUNK_WORK
     assert nb.chunk_count(2, 32, least - 1) == 1

@@ -132,6 +132,13 @@ class NumbaBackend(Backend):
         n_chunks = chunk_count(self._threads(), B, int(lens.sum()) * w_hh.size)
         return n_chunks, use_blas(B, n_chunks, w_hh.nbytes)
 
+    def _splits_units(self, plan, B, w_hh):
+        """Whether a forward step's units are split between two threads: the batch is not
+        cut into chunks (a single sequence, or too little work), the panel kernel takes the
+        products, two threads are allowed, and each step brings at least
+        :data:`MIN_STEP_WORK` multiply-adds."""
+        return plan == (1, False) and self._threads() >= 2 and B * w_hh.size >= MIN_STEP_WORK
+
     @staticmethod
     def _run(plan, kernel, *args):
         """``kernel(lo, hi, blas, *args)`` over the batch chunks ``plan`` asks for."""
@@ -183,15 +190,18 @@ class NumbaBackend(Backend):
         c_all, tanh_c_all = np.empty(cached, dtype=x.dtype), np.empty(cached, dtype=x.dtype)
         k, store = constants(x.dtype), bool(need_cache)
         plan = self._plan(G, w_hh, lens)
-        w_hh_t = _hand_weights(w_hh, plan)
         if peephole is None and not coupled and w_hr is None:
-            self._run(plan, _lstm.forward_rows, G, w_hh, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, store, k)
+            if self._splits_units(plan, B, w_hh):
+                _run_units(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
+            else:
+                w_hh_t = _hand_weights(w_hh, plan)
+                self._run(plan, _lstm.forward_rows, G, w_hh, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, store, k)
             options = None
         else:
             p = checked.get("peephole", np.zeros((3, H), dtype=x.dtype))
             w_hr = checked.get("w_hr", np.zeros((0, H), dtype=x.dtype))
             m, h_new = np.zeros((B, H), dtype=x.dtype), np.zeros((B, R), dtype=x.dtype)  # work buffers
-            self._run(plan, _lstm_variants.forward_rows, G, w_hh, w_hh_t, b, p, bool(coupled), w_hr,
+            self._run(plan, _lstm_variants.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, p, bool(coupled), w_hr,
                       _hand_weights(w_hr, plan), h, c, lens, y, c_all, tanh_c_all, store, m, h_new, k)  # fmt: skip
             options = dict(peephole=p, has_peephole=peephole is not None, coupled=bool(coupled), w_hr=w_hr,
                            has_projection=P is not None)  # fmt: skip
@@ -381,6 +391,47 @@ def _run_chunks(kernel, n_chunks, B, blas, args):
     finally:
         for chunk in others:
             chunk.result()
+
+
+# Splitting a step's units between two threads costs a synchronisation per step (110-210 ns
+# with both cores free, spinning on an atomic counter), a thread handoff per call and, per
+# step, the half of h the partner wrote coming from the other core's cache. Measured on the
+# online preset's forward (T=100, B=1, I=64, H=256: 262k multiply-adds per step), float32,
+# interleaved medians of 60 in one process, load average 0.9-1.3: 1.73 ms split against
+# 2.02 ms on one thread (a half alone takes 0.97 ms: the rest is waiting for the partner
+# on this shared machine). Below ~2**17 multiply-adds a step (~5 us) the waits would eat
+# the gain.
+#: Least work, in multiply-adds of one step's recurrent product, for which the units of a
+#: batch that is not cut into chunks are split between two threads (see ``_splits_units``).
+MIN_STEP_WORK = 2**17
+
+
+def _run_units(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k):
+    """:func:`~._lstm.forward_units` on two threads, the first half of the units in the
+    calling thread, the second on the pool (each packs its own rows of ``w_hh`` first);
+    ``h`` receives the last states."""
+    B, H = c.shape
+    h_steps = np.empty((2, B, H), dtype=h.dtype)
+    h_steps[0] = h
+    progress = np.zeros(2, dtype=np.int64)  # steps each thread has finished
+
+    def part(me, u0, u1):
+        try:
+            rows = w_hh.reshape(4, H, H)[:, u0:u1].reshape(-1, H)  # i, f, g, o of units u0:u1
+            bias = np.ascontiguousarray(b.reshape(4, H)[:, u0:u1]).reshape(-1)
+            gates = np.empty((B, 4 * (u1 - u0)), dtype=h.dtype)
+            _lstm.forward_units(u0, u1, me, G, pack_panels(rows), bias, h_steps, c, lens, y, c_all, tanh_c_all,
+                                store, gates, progress, k)  # fmt: skip
+        except BaseException:
+            progress[me] = np.iinfo(np.int64).max  # a failed part never blocks its partner
+            raise
+
+    partner = _pool().submit(part, 1, H // 2, H)
+    try:
+        part(0, 0, H // 2)
+    finally:
+        partner.result()
+    h[:] = h_steps[G.shape[0] % 2]
 
 
 @functools.lru_cache(maxsize=None)

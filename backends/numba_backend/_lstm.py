@@ -5,7 +5,8 @@ import numpy as np
 from numba import njit
 
 from ._activations import JIT, sigmoid, tanh
-from ._products import matmul_add
+from ._products import matmul_add, panel_matmul_add
+from ._sync import finish_step
 
 
 @njit(**JIT)
@@ -68,6 +69,42 @@ def forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, h, c, lens, y, c_all, tanh
                 _gate_row(G[t, b], bias, h[b], c[b], y[t, b], c_out, tanh_c_out, store, k)
             else:
                 padding_row(c[b], y[t, b], c_out, tanh_c_out, store)
+
+
+@njit(**JIT)
+def forward_units(u0, u1, me, G, panels, bias, h_steps, c, lens, y, c_all, tanh_c_all, store, gates, progress, k):
+    """The forward time loop for the units ``u0:u1`` of every row, as thread ``me`` (0 or 1)
+    of two that run it at once, each on its own units (a batch too small to cut into
+    chunks): per step this thread's gate rows, then the state update of its units, then
+    :func:`~._sync.finish_step` (the next step's product reads every unit of ``h``).
+
+    ``panels`` packs the transpose of this thread's rows of ``w_hh`` (the i, f, g, o rows
+    of its units, in that order) and ``bias`` is the same rows of the bias; ``gates``
+    (B, 4 (u1 - u0)) is this thread's work buffer. ``h_steps`` (2, B, H) holds ``h0`` in
+    its first half and receives ``h_t`` in ``h_steps[t % 2]``, so that a thread writes
+    ``h_{t+1}`` while its partner may still read ``h_t``. Each output is computed by the
+    same instructions as in :func:`forward_rows`: the results do not depend on the split.
+    """
+    T, B, _ = G.shape
+    H, n = c.shape[1], u1 - u0
+    scratch = np.empty(n, dtype=G.dtype)
+    for t in range(T):
+        h, h_next = h_steps[t % 2], h_steps[(t + 1) % 2]
+        for b in range(B):
+            for q in range(4):
+                gates[b, q * n : (q + 1) * n] = G[t, b, q * H + u0 : q * H + u1]
+        # gates += h @ w_part.T
+        panel_matmul_add(h, panels, True, gates, 0, B)
+        for b in range(B):
+            c_out, tanh_c_out = (c_all[t, b, u0:u1], tanh_c_all[t, b, u0:u1]) if store else (scratch, scratch)
+            if t < lens[b]:
+                _gate_row(gates[b], bias, h_next[b, u0:u1], c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store, k)
+                for q in range(4):  # the activated gates, for the cache
+                    G[t, b, q * H + u0 : q * H + u1] = gates[b, q * n : (q + 1) * n]
+            else:
+                h_next[b, u0:u1] = h[b, u0:u1]
+                padding_row(c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store)
+        finish_step(progress, me, t + 1)
 
 
 @njit(**JIT)

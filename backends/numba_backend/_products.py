@@ -214,7 +214,7 @@ def _vector_operations(builder, vector, itemsize):
 
 
 @njit(**JIT)
-def _panel_matmul_add(A, m, packed, out, lo, hi):
+def panel_matmul_add(A, m, packed, out, lo, hi):
     """``out[lo:hi] += A[lo:hi] @ M`` by blocks of :func:`panel_block`; ``M`` is ``m``
     (K, N) itself, or the matrix whose panels ``m`` (N / W, K, W) holds when ``packed``.
 
@@ -258,4 +258,4 @@ def matmul_add(blas, A, m_blas, m_hand, out, lo, hi, scratch):
                 out[lo + r, n] += scratch[r, n]
     else:
         # out[lo:hi] += A[lo:hi] @ m, with m[:, q W + j] = m_hand[q, :, j] when packed
-        _panel_matmul_add(A, m_hand, m_hand.ndim == 3, out, lo, hi)
+        panel_matmul_add(A, m_hand, m_hand.ndim == 3, out, lo, hi)
