@@ -264,18 +264,24 @@ def test_kernels_run_as_pure_python_under_numba_disable_jit():
         from lstmcpu.backends.numpy_backend import NumpyBackend
         from _cells import VARIANTS, make_inputs, random_upstream, run_backward, run_forward
         nb.MIN_CHUNK_WORK = 1  # split every call in chunks: the pool runs pure Python too
+
+        def difference(variant, B, with_lengths):
+            inputs, lengths = make_inputs(variant, 4, B, 2, 5, np.float64, lengths=with_lengths)
+            results = []
+            for backend in (nb.NumbaBackend(n_threads=2), NumpyBackend()):
+                outputs, cache = run_forward(backend, variant, inputs, lengths)
+                grads = run_backward(backend, variant, random_upstream(variant, 4, B, 5, np.float64), cache)
+                results.append({**outputs, **grads})
+            return max(float(np.max(np.abs(results[0][name] - value))) for name, value in results[1].items())
+
         worst = 0.0
         for small_batch in (10**9, 0):  # panel route, then BLAS route
             nb.SMALL_BATCH = small_batch
             for variant in VARIANTS.values():
-                inputs, lengths = make_inputs(variant, 4, 3, 2, 5, np.float64, lengths=True)
-                results = []
-                for backend in (nb.NumbaBackend(n_threads=2), NumpyBackend()):
-                    outputs, cache = run_forward(backend, variant, inputs, lengths)
-                    grads = run_backward(backend, variant, random_upstream(variant, 4, 3, 5, np.float64), cache)
-                    results.append({**outputs, **grads})
-                for name, value in results[1].items():
-                    worst = max(worst, float(np.max(np.abs(results[0][name] - value))))
+                worst = max(worst, difference(variant, 3, True))
+        # A single sequence: its units split between two threads that spin on each other.
+        nb.SMALL_BATCH, nb.MIN_STEP_WORK = 10**9, 1
+        worst = max(worst, difference(VARIANTS["lstm"], 1, False))
         print("max abs difference", worst)
         assert worst < 1e-12, worst
         """
