@@ -67,7 +67,8 @@ from lstmcpu.backends.numpy_backend import _peephole_gradient, _recurrent_weight
 
 from . import _gru, _lstm, _lstm_variants, _rnn
 from ._activations import constants
-from ._products import pack_panels, panel_width
+from ._products import pack_into, pack_panels, panel_width
+from ._sync import DONE, START, STOP, new_progress, run_team
 from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, projection_size
 
 __all__ = ["NumbaBackend", "chunk_count", "make_backend", "use_blas"]
@@ -133,7 +134,7 @@ class NumbaBackend(Backend):
         return n_chunks, use_blas(B, n_chunks, w_hh.nbytes)
 
     def _splits_units(self, plan, B, w_hh):
-        """Whether a forward step's units are split between two threads: the batch is not
+        """Whether each step's units are split between two threads: the batch is not
         cut into chunks (a single sequence, or too little work), the panel kernel takes the
         products, two threads are allowed, and each step brings at least
         :data:`MIN_STEP_WORK` multiply-adds."""
@@ -192,7 +193,7 @@ class NumbaBackend(Backend):
         plan = self._plan(G, w_hh, lens)
         if peephole is None and not coupled and w_hr is None:
             if self._splits_units(plan, B, w_hh):
-                _run_units(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
+                _run_units_forward(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
             else:
                 w_hh_t = _hand_weights(w_hh, plan)
                 self._run(plan, _lstm.forward_rows, G, w_hh, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, store, k)
@@ -222,7 +223,10 @@ class NumbaBackend(Backend):
         dG = np.empty_like(gates)
         if options is None:
             plan = self._plan(dG, w_hh, lens)
-            self._run(plan, _lstm.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
+            if self._splits_units(plan, B, w_hh):
+                _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
+            else:
+                self._run(plan, _lstm.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
             return (*self._weight_gradients(dG, x, w_ih, h0, y), dh, dc)
         p, coupled, w_hr = options["peephole"], options["coupled"], options["w_hr"]
         project = options["has_projection"]
@@ -393,45 +397,85 @@ def _run_chunks(kernel, n_chunks, B, blas, args):
             chunk.result()
 
 
-# Splitting a step's units between two threads costs a synchronisation per step (110-210 ns
-# with both cores free, spinning on an atomic counter), a thread handoff per call and, per
-# step, the half of h the partner wrote coming from the other core's cache. Measured on the
-# online preset's forward (T=100, B=1, I=64, H=256: 262k multiply-adds per step), float32,
-# interleaved medians of 60 in one process, load average 0.9-1.3: 1.73 ms split against
-# 2.02 ms on one thread (a half alone takes 0.97 ms: the rest is waiting for the partner
-# on this shared machine). Below ~2**17 multiply-adds a step (~5 us) the waits would eat
-# the gain.
+# Splitting a step's units between two threads costs two atomic handoffs per step (110-210
+# ns a round trip with both cores free), a thread handoff per call and, per step, the half
+# of h the other thread wrote coming from the other core's cache. Measured on the online
+# preset's forward (T=100, B=1, I=64, H=256: 262k multiply-adds per step), float32, backend
+# call, interleaved, 300 rounds in one process, load average 1.1-1.6 (uptime): split median
+# 1.95 ms (min 1.79) against 2.13 (min 2.08) on one thread. A half alone takes 0.97 ms: most
+# of the rest is waiting for the other thread on this shared VM, whose two vCPUs are not
+# always running at once (with pure spinning, a descheduled partner cost whole time slices:
+# 401 ms instead of 3; hence the yield and the fallback to one thread in ._sync). Below
+# ~2**17 multiply-adds a step (~5 us) the handoffs would eat the gain.
 #: Least work, in multiply-adds of one step's recurrent product, for which the units of a
 #: batch that is not cut into chunks are split between two threads (see ``_splits_units``).
 MIN_STEP_WORK = 2**17
 
 
-def _run_units(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k):
-    """:func:`~._lstm.forward_units` on two threads, the first half of the units in the
-    calling thread, the second on the pool (each packs its own rows of ``w_hh`` first);
-    ``h`` receives the last states."""
-    B, H = c.shape
+def _run_units_forward(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k):
+    """The forward time loop with each step's units split in two parts
+    (:func:`~._lstm.forward_unit_step`, see :func:`_run_team`); ``h`` receives the last
+    states."""
+    (B, H), n = c.shape, c.shape[1] - c.shape[1] // 2  # n: units of the larger part
+    units = _unit_parts(H)
     h_steps = np.empty((2, B, H), dtype=h.dtype)
     h_steps[0] = h
-    progress = np.zeros(2, dtype=np.int64)  # steps each thread has finished
+    W = panel_width(h.dtype)
+    panels = np.zeros((2, -(-4 * n // W), H, W), dtype=h.dtype)
+    biases = np.zeros((2, 4 * n), dtype=h.dtype)
 
-    def part(me, u0, u1):
+    def prepare(part):
+        u0, u1 = units[part]
+        pack_into(w_hh.reshape(4, H, H)[:, u0:u1].reshape(-1, H), panels[part])  # i, f, g, o of u0:u1
+        biases[part, : 4 * (u1 - u0)] = b.reshape(4, H)[:, u0:u1].reshape(-1)
+
+    gates = np.empty((2, B * 4 * n + n), dtype=h.dtype)  # each part's gates and scratch row
+    args = (units, panels, biases, gates, G, h_steps, c, lens, y, c_all, tanh_c_all, store, k)
+    _run_team(G.shape[0], _lstm.forward_unit_step, args, prepare)
+    h[:] = h_steps[G.shape[0] % 2]
+
+
+def _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc):
+    """The backward time loop with each step's units split in two parts
+    (:func:`~._lstm.backward_unit_step`, see :func:`_run_team`)."""
+    (B, H), n = dh.shape, dh.shape[1] - dh.shape[1] // 2
+    units = _unit_parts(H)
+    w_parts = np.empty((2, 4 * H * n), dtype=dh.dtype)
+    own = np.empty((2, B * n + 8 * n), dtype=dh.dtype)  # each part's dh, gates and their gradients
+
+    def prepare(part):
+        u0, u1 = units[part]
+        w_parts[part, : 4 * H * (u1 - u0)] = w_hh[:, u0:u1].reshape(-1)
+        own[part, : B * (u1 - u0)] = dh[:, u0:u1].reshape(-1)
+
+    args = (units, w_parts, own, dG, dy, gates, c_all, tanh_c_all, c0, lens, dh, dc)
+    _run_team(dG.shape[0] + 1, _lstm.backward_unit_step, args, prepare)
+
+
+def _unit_parts(H):
+    """Bounds of the two parts of ``H`` units, as a (2, 2) int64 array."""
+    return np.array([[0, H // 2], [H // 2, H]], dtype=np.int64)
+
+
+def _run_team(n_steps, step, args, prepare):
+    """:func:`~._sync.run_team` of ``step`` on the calling thread and a pool thread, each
+    running ``prepare(part)`` for its own part first. A thread that fails lets the other
+    go on alone (its part of the results is then wrong, but the error is raised)."""
+    progress = new_progress()
+
+    def member(me):
         try:
-            rows = w_hh.reshape(4, H, H)[:, u0:u1].reshape(-1, H)  # i, f, g, o of units u0:u1
-            bias = np.ascontiguousarray(b.reshape(4, H)[:, u0:u1]).reshape(-1)
-            gates = np.empty((B, 4 * (u1 - u0)), dtype=h.dtype)
-            _lstm.forward_units(u0, u1, me, G, pack_panels(rows), bias, h_steps, c, lens, y, c_all, tanh_c_all,
-                                store, gates, progress, k)  # fmt: skip
+            prepare(me)
+            run_team(me, n_steps, step, args, progress)
         except BaseException:
-            progress[me] = np.iinfo(np.int64).max  # a failed part never blocks its partner
+            progress[START if me == 0 else DONE] = STOP if me == 0 else n_steps
             raise
 
-    partner = _pool().submit(part, 1, H // 2, H)
+    partner = _pool().submit(member, 1)
     try:
-        part(0, 0, H // 2)
+        member(0)
     finally:
         partner.result()
-    h[:] = h_steps[G.shape[0] % 2]
 
 
 @functools.lru_cache(maxsize=None)

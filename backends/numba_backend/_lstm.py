@@ -6,7 +6,6 @@ from numba import njit
 
 from ._activations import JIT, sigmoid, tanh
 from ._products import matmul_add, panel_matmul_add
-from ._sync import finish_step
 
 
 @njit(**JIT)
@@ -72,39 +71,42 @@ def forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, h, c, lens, y, c_all, tanh
 
 
 @njit(**JIT)
-def forward_units(u0, u1, me, G, panels, bias, h_steps, c, lens, y, c_all, tanh_c_all, store, gates, progress, k):
-    """The forward time loop for the units ``u0:u1`` of every row, as thread ``me`` (0 or 1)
-    of two that run it at once, each on its own units (a batch too small to cut into
-    chunks): per step this thread's gate rows, then the state update of its units, then
-    :func:`~._sync.finish_step` (the next step's product reads every unit of ``h``).
+def forward_unit_step(t, part, units, panels, biases, gates, G, h_steps, c, lens, y, c_all, tanh_c_all, store, k):
+    """Step ``t`` of the forward loop for the units ``units[part, 0]:units[part, 1]`` of every
+    row, one part of :func:`~._sync.run_team` (a batch too small to cut into chunks has its
+    units split between two threads instead): this part's gate rows, then the state update
+    of its units.
 
-    ``panels`` packs the transpose of this thread's rows of ``w_hh`` (the i, f, g, o rows
-    of its units, in that order) and ``bias`` is the same rows of the bias; ``gates``
-    (B, 4 (u1 - u0)) is this thread's work buffer. ``h_steps`` (2, B, H) holds ``h0`` in
-    its first half and receives ``h_t`` in ``h_steps[t % 2]``, so that a thread writes
-    ``h_{t+1}`` while its partner may still read ``h_t``. Each output is computed by the
-    same instructions as in :func:`forward_rows`: the results do not depend on the split.
+    ``panels[part]`` packs the transpose of the part's rows of ``w_hh`` (the i, f, g, o rows
+    of its units, in that order), ``biases[part]`` holds the same rows of the bias and
+    ``gates[part]`` is the part's work buffer (its gates, then a scratch row), all flat or
+    padded to the larger part.
+    ``h_steps`` (2, B, H) holds ``h0`` in its first half and receives ``h_t`` in
+    ``h_steps[t % 2]``, so that a part writes ``h_{t+1}`` while the other may still read
+    ``h_t``. Each output is computed by the same instructions as in :func:`forward_rows`:
+    the results do not depend on the split.
     """
-    T, B, _ = G.shape
-    H, n = c.shape[1], u1 - u0
-    scratch = np.empty(n, dtype=G.dtype)
-    for t in range(T):
-        h, h_next = h_steps[t % 2], h_steps[(t + 1) % 2]
-        for b in range(B):
-            for q in range(4):
-                gates[b, q * n : (q + 1) * n] = G[t, b, q * H + u0 : q * H + u1]
-        # gates += h @ w_part.T
-        panel_matmul_add(h, panels, True, gates, 0, B)
-        for b in range(B):
-            c_out, tanh_c_out = (c_all[t, b, u0:u1], tanh_c_all[t, b, u0:u1]) if store else (scratch, scratch)
-            if t < lens[b]:
-                _gate_row(gates[b], bias, h_next[b, u0:u1], c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store, k)
-                for q in range(4):  # the activated gates, for the cache
-                    G[t, b, q * H + u0 : q * H + u1] = gates[b, q * n : (q + 1) * n]
-            else:
-                h_next[b, u0:u1] = h[b, u0:u1]
-                padding_row(c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store)
-        finish_step(progress, me, t + 1)
+    B, H = c.shape
+    u0, u1 = units[part, 0], units[part, 1]
+    n = u1 - u0
+    own = gates[part, : B * 4 * n].reshape(B, 4 * n)
+    scratch = gates[part, B * 4 * n : B * 4 * n + n]
+    bias = biases[part, : 4 * n]
+    h, h_next = h_steps[t % 2], h_steps[(t + 1) % 2]
+    for b in range(B):
+        for q in range(4):
+            own[b, q * n : (q + 1) * n] = G[t, b, q * H + u0 : q * H + u1]
+    # own += h @ w_part.T
+    panel_matmul_add(h, panels[part], True, own, 0, B)
+    for b in range(B):
+        c_out, tanh_c_out = (c_all[t, b, u0:u1], tanh_c_all[t, b, u0:u1]) if store else (scratch, scratch)
+        if t >= lens[b]:
+            h_next[b, u0:u1] = h[b, u0:u1]
+            padding_row(c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store)
+            continue
+        _gate_row(own[b], bias, h_next[b, u0:u1], c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store, k)
+        for q in range(4):  # the activated gates, for the cache
+            G[t, b, q * H + u0 : q * H + u1] = own[b, q * n : (q + 1) * n]
 
 
 @njit(**JIT)
@@ -146,3 +148,41 @@ def backward_rows(lo, hi, blas, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens
         # dh[lo:hi] += dG[t, lo:hi] @ w_hh: the whole gradient for active rows (zeroed
         # above); a finished row's dG is zero, so it keeps its dh.
         matmul_add(blas, dG[t], w_hh, w_hh, dh, lo, hi, product)
+
+
+@njit(**JIT)
+def backward_unit_step(i, part, units, w_parts, own, dG, dy, gates, c_all, tanh_c_all, c0, lens, dh, dc):
+    """Step ``t = T - 1 - i`` of the backward loop for the units of ``part`` (see
+    :func:`forward_unit_step`): the elementwise pass of its units, which fills their four
+    columns of ``dG[t]``; then, once the other part has filled its own (the product reads
+    the whole of ``dG[t]``, so this comes first in the next call), its units of ``dh``. A
+    call with ``i = T`` does only the last product.
+
+    ``w_parts[part]`` holds ``w_hh[:, units]`` (flat, C-contiguous) and ``own[part]`` the
+    part's work buffers: its units of ``dh`` (B, n), then its gates and their gradients.
+    """
+    T, B, _ = dG.shape
+    H = dh.shape[1]
+    u0, u1 = units[part, 0], units[part, 1]
+    n = u1 - u0
+    dh_own = own[part, : B * n].reshape(B, n)
+    g_own, d_own = own[part, B * n : B * n + 4 * n], own[part, B * n + 4 * n : B * n + 8 * n]
+    if i > 0:
+        # dh_own += dG[t + 1] @ w_hh[:, u0:u1]
+        panel_matmul_add(dG[T - i], w_parts[part, : 4 * H * n].reshape(4 * H, n), False, dh_own, 0, B)
+    if i == T:
+        dh[:, u0:u1] = dh_own
+        return
+    t = T - 1 - i
+    for b in range(B):
+        if t >= lens[b]:
+            for q in range(4):
+                dG[t, b, q * H + u0 : q * H + u1] = 0
+            continue
+        c_prev = c_all[t - 1, b, u0:u1] if t > 0 else c0[b, u0:u1]
+        for q in range(4):
+            g_own[q * n : (q + 1) * n] = gates[t, b, q * H + u0 : q * H + u1]
+        _backward_row(dy[t, b, u0:u1], g_own, c_prev, tanh_c_all[t, b, u0:u1], dh_own[b], dc[b, u0:u1], d_own)
+        for q in range(4):
+            dG[t, b, q * H + u0 : q * H + u1] = d_own[q * n : (q + 1) * n]
+        dh_own[b] = 0

@@ -47,13 +47,13 @@ def pack_panels(w):
     N, K = w.shape
     W = panel_width(w.dtype)
     panels = np.zeros((-(-N // W), K, W), dtype=w.dtype)
-    _pack(w, panels)
+    pack_into(w, panels)
     return panels
 
 
 @njit(**JIT)
-def _pack(w, panels):
-    """``panels[q, :, j] = w[q W + j]`` for every row of ``w`` (the rest stays zero)."""
+def pack_into(w, panels):
+    """``panels[q, :, j] = w[q W + j]`` for every row of ``w`` (the rest stays as it is)."""
     W = panels.shape[2]
     for c in range(w.shape[0]):
         panel, j = panels[c // W], c % W

@@ -1,24 +1,84 @@
-"""Step-by-step synchronisation of two threads that share one time loop (a batch too small
-to cut into chunks, whose units are split instead): each thread publishes the steps it has
-finished in its own slot of a small int64 array, and waits by spinning until its partner
-has finished as many. Numba has no atomics built in: :func:`atomic_load` and
-:func:`atomic_store` emit LLVM's sequentially consistent atomic load and store."""
+"""Two threads sharing one time loop, step by step (a batch too small to cut into chunks,
+whose units are split instead): :func:`run_team`.
 
+The calling thread leads: it publishes each step's number, both threads run their part of
+the step, and the leader waits for the other's part before the next step. Each side spins
+briefly, then gives its core away at every further poll, so that a thread whose partner
+was descheduled on a busy machine does not hold a core. When the leader has had to give
+its core away waiting for the other thread more than :data:`MAX_LATE` times (more busy
+threads than cores: every step then costs a trip through the scheduler), it stops the
+other thread and runs the remaining steps, both parts, alone.
+
+Numba has no atomics built in: :func:`atomic_load` and :func:`atomic_store` emit LLVM's
+sequentially consistent atomic load and store of an int64 array's element.
+"""
+
+import sys
 import time
 
+import numpy as np
+from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from ._activations import JIT
 
+#: Polls of a wait before it gives the core away (an atomic load each: 50-150 us, several steps).
+SPINS = 2**16
+#: Waits for the other thread that may give the core away before the leader goes alone.
+MAX_LATE = 4
+# Slots of ``progress``: the step the other thread may run (STOP: none, it returns), and
+# the steps it has finished.
+START, DONE, STOP = 0, 1, -1
+
+
+def new_progress():
+    """The ``progress`` array of one :func:`run_team` call."""
+    return np.zeros(2, dtype=np.int64)
+
 
 @njit(**JIT)
-def finish_step(progress, me, step):
-    """Publishes that thread ``me`` (0 or 1) has finished ``step`` steps, then waits until the
-    other thread has too: every write of those steps, by either thread, is then visible."""
-    atomic_store(progress, me, step)
-    while atomic_load(progress, 1 - me) < step:
-        pause()
+def run_team(me, n_steps, step, args, progress):
+    """``step(i, part, *args)`` for ``i`` in ``range(n_steps)`` and ``part`` 0 and 1, as
+    thread ``me``: 0 (the leader, the calling thread) runs part 0 of every step and, once
+    it goes alone, part 1 too; 1 runs part 1 of each step the leader allows. Every write
+    of a step is visible to both threads before either starts the next."""
+    late = 0
+    alone = False
+    for i in range(n_steps):
+        if me == 1:
+            if not _wait(progress, START, i):
+                return
+            step(i, 1, *args)
+            atomic_store(progress, DONE, i + 1)
+            continue
+        if not alone:
+            atomic_store(progress, START, i)
+        step(i, 0, *args)
+        if alone:
+            step(i, 1, *args)
+        elif not _wait(progress, DONE, i + 1):
+            late += 1
+            if late > MAX_LATE:
+                alone = True
+                atomic_store(progress, START, STOP)
+
+
+@njit(**JIT)
+def _wait(progress, slot, value):
+    """Waits until ``progress[slot]`` is ``value`` or more, or STOP; returns False on STOP,
+    and, for the DONE slot, whether the wait never had to give the core away."""
+    spins = 0
+    while True:
+        seen = atomic_load(progress, slot)
+        if seen == STOP:
+            return False
+        if seen >= value:
+            return slot == START or spins <= SPINS
+        spins += 1
+        if spins > SPINS:
+            yield_cpu()
 
 
 def atomic_load(a, i):
@@ -32,9 +92,10 @@ def atomic_store(a, i, value):
     a[i] = value
 
 
-def pause():
-    """A hint that the caller is spinning. In Python it gives up the GIL, without which the
-    partner could not advance; compiled code needs nothing."""
+def yield_cpu():
+    """Gives the core to another thread that is ready to run, if any. In Python this also
+    releases the GIL, without which the partner could not advance; compiled code calls the
+    C library's ``sched_yield`` (``SwitchToThread`` on Windows) directly."""
     time.sleep(0)
 
 
@@ -48,9 +109,9 @@ def _atomic_store_compiled(a, i, value):
     return lambda a, i, value: _atomic_store(a, i, value)
 
 
-@overload(pause)
-def _pause_compiled():
-    return lambda: None
+@overload(yield_cpu)
+def _yield_cpu_compiled():
+    return lambda: _yield_cpu()
 
 
 def _element_pointer(context, builder, array_type, array, index):
@@ -91,3 +152,17 @@ def _atomic_store(typingctx, a, i, value):
         return context.get_dummy_value()
 
     return types.none(a, i, value), codegen
+
+
+@intrinsic
+def _yield_cpu(typingctx):
+    """A call of the C library's ``sched_yield`` (``SwitchToThread`` on Windows), resolved
+    by name when the code is loaded, so that the kernels stay cacheable."""
+
+    def codegen(context, builder, signature, args):
+        name = "SwitchToThread" if sys.platform == "win32" else "sched_yield"
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []), name)
+        builder.call(function, [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
