@@ -47,18 +47,15 @@ def run_team(me, n_steps, step, args, progress):
     late = 0
     alone = False
     for i in range(n_steps):
-        if me == 1:
-            if not _wait(progress, START, i):
-                return
-            step(i, 1, *args)
-            atomic_store(progress, DONE, i + 1)
-            continue
-        if not alone:
+        if me == 1 and not _wait(progress, START, i):
+            return
+        if me == 0 and not alone:
             atomic_store(progress, START, i)
-        step(i, 0, *args)
-        if alone:
-            step(i, 1, *args)
-        elif not _wait(progress, DONE, i + 1):
+        for part in range(me, 2 if alone else me + 1):  # one call site: compiled once
+            step(i, part, *args)
+        if me == 1:
+            atomic_store(progress, DONE, i + 1)
+        elif not alone and not _wait(progress, DONE, i + 1):
             late += 1
             if late > MAX_LATE:
                 alone = True
