@@ -62,6 +62,7 @@ import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401
 
 from lstmcpu._blas_threads import ONE_BLAS_THREAD
+from lstmcpu._buffers import BUFFERS
 from lstmcpu.backend import CELLS, Backend
 from lstmcpu.backends.numpy_backend import _peephole_gradient, _recurrent_weight_gradient, _weight_gradients
 
@@ -159,9 +160,9 @@ class NumbaBackend(Backend):
         dw_hh = _pool().submit(_recurrent_weight_gradient, dG, h0, y)
         dG2 = dG.reshape(T * B, n_gates)
         # dw_ih = dG2.T @ x2
-        dw_ih = np.matmul(dG2.T, x.reshape(T * B, -1))
+        dw_ih = np.matmul(dG2.T, x.reshape(T * B, -1), out=BUFFERS.empty((n_gates, x.shape[2]), x.dtype))
         # dx = dG2 @ w_ih
-        dx = np.matmul(dG2, w_ih).reshape(x.shape)
+        dx = np.matmul(dG2, w_ih, out=BUFFERS.empty((T * B, x.shape[2]), x.dtype)).reshape(x.shape)
         return dx, dw_ih, dw_hh.result(), dG2.sum(axis=0)
 
     # ------------------------------------------------------------------ LSTM
@@ -185,10 +186,10 @@ class NumbaBackend(Backend):
         w_ih, w_hh, b = checked["w_ih"], checked["w_hh"], checked["b"]
         lens = check_lengths(lengths, T, B)
         G = _input_projection(x, w_ih)
-        y = np.empty((T, B, R), dtype=x.dtype)
+        y = BUFFERS.empty((T, B, R), x.dtype)
         h, c = checked["h0"].copy(), checked["c0"].copy()
         cached = (T, B, H) if need_cache else (0, 0, 0)
-        c_all, tanh_c_all = np.empty(cached, dtype=x.dtype), np.empty(cached, dtype=x.dtype)
+        c_all, tanh_c_all = BUFFERS.empty(cached, x.dtype), BUFFERS.empty(cached, x.dtype)
         k, store = constants(x.dtype), bool(need_cache)
         plan = self._plan(G, w_hh, lens)
         if peephole is None and not coupled and w_hr is None:
@@ -220,7 +221,7 @@ class NumbaBackend(Backend):
         dy, dh = _upstream(cache, dy, dh_n)
         dc = check_grad(dc_n, (B, H), x.dtype, "dc_n").copy()
         gates, c_all, tanh_c_all, lens, options = (cache[k] for k in ("gates", "c", "tanh_c", "lengths", "options"))
-        dG = np.empty_like(gates)
+        dG = BUFFERS.empty(gates.shape, x.dtype)
         if options is None:
             plan = self._plan(dG, w_hh, lens)
             if self._splits_units(plan, B, w_hh):
@@ -230,7 +231,7 @@ class NumbaBackend(Backend):
             return (*self._weight_gradients(dG, x, w_ih, h0, y), dh, dc)
         p, coupled, w_hr = options["peephole"], options["coupled"], options["w_hr"]
         project = options["has_projection"]
-        dh_all = np.empty((T, B, R) if project else (0, 0, 0), dtype=x.dtype)
+        dh_all = BUFFERS.empty((T, B, R) if project else (0, 0, 0), x.dtype)
         dm = np.zeros((B, H), dtype=x.dtype)  # work buffer
         plan = self._plan(dG, w_hh, lens)
         self._run(plan, _lstm_variants.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, p, coupled, w_hr,
@@ -258,9 +259,9 @@ class NumbaBackend(Backend):
         w_ih, w_hh, b, b_hn, h0 = check_arrays(x.dtype, expected)
         lens = check_lengths(lengths, T, B)
         G = _input_projection(x, w_ih)
-        y = np.empty((T, B, H), dtype=x.dtype)
+        y = BUFFERS.empty((T, B, H), x.dtype)
         h = h0.copy()
-        hn_all = np.empty((T, B, H) if need_cache else (0, 0, 0), dtype=x.dtype)
+        hn_all = BUFFERS.empty((T, B, H) if need_cache else (0, 0, 0), x.dtype)
         hidden = np.zeros((B, 3 * H), dtype=x.dtype)  # work buffer: h @ w_hh.T
         k = constants(x.dtype)
         plan = self._plan(G, w_hh, lens)
@@ -277,8 +278,8 @@ class NumbaBackend(Backend):
         H = h0.shape[1]
         dy, dh = _upstream(cache, dy, dh_n)
         gates = cache["gates"]
-        dG = np.empty_like(gates)  # gradients of the recurrent pre-activations
-        dn_input = np.empty((T, B, H), dtype=x.dtype)  # of the input-side n pre-activation
+        dG = BUFFERS.empty(gates.shape, x.dtype)  # gradients of the recurrent pre-activations
+        dn_input = BUFFERS.empty((T, B, H), x.dtype)  # of the input-side n pre-activation
         plan = self._plan(dG, w_hh, lens)
         self._run(plan, _gru.backward_rows, dG, dy, gates, cache["hn"], y, h0, w_hh, lens, dh, dn_input)
         # Weight gradients after the loop: the recurrent ones first, then dG becomes the
@@ -306,7 +307,7 @@ class NumbaBackend(Backend):
         w_ih, w_hh, b, h0 = check_arrays(x.dtype, expected)
         lens = check_lengths(lengths, T, B)
         G = _input_projection(x, w_ih)
-        y = np.empty((T, B, H), dtype=x.dtype)
+        y = BUFFERS.empty((T, B, H), x.dtype)
         h = h0.copy()
         relu = nonlinearity == "relu"
         k = constants(x.dtype)
@@ -320,7 +321,7 @@ class NumbaBackend(Backend):
     def rnn_backward(self, dy, dh_n, cache):
         x, w_ih, w_hh, h0, y, lens = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "y", "lengths"))
         dy, dh = _upstream(cache, dy, dh_n)
-        dG = np.empty_like(cache["act"])
+        dG = BUFFERS.empty(cache["act"].shape, x.dtype)
         plan = self._plan(dG, w_hh, lens)
         self._run(plan, _rnn.backward_rows, dG, dy, cache["act"], w_hh, cache["relu"], lens, dh)
         return (*self._weight_gradients(dG, x, w_ih, h0, y), dh)
@@ -345,7 +346,9 @@ def _input_projection(x, w_ih):
     in the compiled gate pass)."""
     T, B, I = x.shape
     # G = x2 @ w_ih.T
-    return np.matmul(x.reshape(T * B, I), w_ih.T).reshape(T, B, w_ih.shape[0])
+    return np.matmul(x.reshape(T * B, I), w_ih.T, out=BUFFERS.empty((T * B, w_ih.shape[0]), x.dtype)).reshape(
+        T, B, w_ih.shape[0]
+    )
 
 
 def _hand_weights(w, plan):
@@ -421,7 +424,7 @@ def _run_units_forward(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k):
     h_steps = np.empty((2, B, H), dtype=h.dtype)
     h_steps[0] = h
     W = panel_width(h.dtype)
-    panels = np.zeros((2, -(-4 * n // W), H, W), dtype=h.dtype)
+    panels = BUFFERS.zeros((2, -(-4 * n // W), H, W), h.dtype)
     biases = np.zeros((2, 4 * n), dtype=h.dtype)
 
     def prepare(part):
@@ -440,7 +443,7 @@ def _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc
     (:func:`~._lstm.backward_unit_step`, see :func:`_run_team`)."""
     (B, H), n = dh.shape, dh.shape[1] - dh.shape[1] // 2
     units = _unit_parts(H)
-    w_parts = np.empty((2, 4 * H * n), dtype=dh.dtype)
+    w_parts = BUFFERS.empty((2, 4 * H * n), dh.dtype)
     own = np.empty((2, B * n + 8 * n), dtype=dh.dtype)  # each part's dh, gates and their gradients
 
     def prepare(part):

@@ -23,6 +23,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from lstmcpu._buffers import BUFFERS
+
 from ._activations import JIT
 
 #: Bytes of one vector register the panel kernel is written for (AVX-512); a panel is two.
@@ -46,7 +48,7 @@ def pack_panels(w):
     the ``N`` columns of ``m``."""
     N, K = w.shape
     W = panel_width(w.dtype)
-    panels = np.zeros((-(-N // W), K, W), dtype=w.dtype)
+    panels = BUFFERS.zeros((-(-N // W), K, W), w.dtype)
     pack_into(w, panels)
     return panels
 
