@@ -64,7 +64,7 @@ import scipy.linalg.cython_blas  # noqa: F401
 from lstmcpu._blas_threads import ONE_BLAS_THREAD
 from lstmcpu._buffers import BUFFERS
 from lstmcpu.backend import CELLS, Backend
-from lstmcpu.backends.numpy_backend import _peephole_gradient, _recurrent_weight_gradient, _weight_gradients
+from lstmcpu.backends.numpy_backend import _peephole_gradient, _recurrent_weight_gradient
 
 from . import _gru, _lstm, _lstm_variants, _rnn
 from ._activations import constants
@@ -155,15 +155,15 @@ class NumbaBackend(Backend):
         :data:`MIN_CHUNK_WORK` multiply-adds each."""
         T, B, n_gates = dG.shape
         work = T * B * n_gates * (2 * x.shape[2] + y.shape[2])
-        if chunk_count(self._threads(), 2, work) < 2:
-            return _weight_gradients(dG, x, w_ih, h0, y)
-        dw_hh = _pool().submit(_recurrent_weight_gradient, dG, h0, y)
+        split = chunk_count(self._threads(), 2, work) == 2
+        dw_hh = _pool().submit(_recurrent_weight_gradient, dG, h0, y) if split else None
         dG2 = dG.reshape(T * B, n_gates)
         # dw_ih = dG2.T @ x2
         dw_ih = np.matmul(dG2.T, x.reshape(T * B, -1), out=BUFFERS.empty((n_gates, x.shape[2]), x.dtype))
         # dx = dG2 @ w_ih
         dx = np.matmul(dG2, w_ih, out=BUFFERS.empty((T * B, x.shape[2]), x.dtype)).reshape(x.shape)
-        return dx, dw_ih, dw_hh.result(), dG2.sum(axis=0)
+        dw_hh = dw_hh.result() if split else _recurrent_weight_gradient(dG, h0, y)
+        return dx, dw_ih, dw_hh, dG2.sum(axis=0)
 
     # ------------------------------------------------------------------ LSTM
 
