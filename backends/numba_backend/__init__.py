@@ -24,7 +24,11 @@ time. A call uses up to one chunk per thread (``numba.set_num_threads``, or ``n_
 but only as many as bring at least :data:`MIN_CHUNK_WORK` each (see :func:`chunk_count`):
 below that, starting threads costs more than it saves. The kernels release the GIL, and
 chunks beyond the first run on a pool of Python threads: one launcher for every cell, and no
-``parallel=True`` compilation (which would double the compile time).
+``parallel=True`` compilation (which would double the compile time). A plain LSTM batch too
+small to cut (a single sequence) splits each step's units between two threads instead,
+synchronised per step (:mod:`._sync`), when a step brings at least :data:`MIN_STEP_WORK`;
+after the backward loop, ``dw_hh`` goes to the pool while the calling thread computes the
+other weight gradients.
 
 The recurrent product of a chunk takes one of two routes, chosen per call by
 :func:`use_blas`:
@@ -38,6 +42,10 @@ The recurrent product of a chunk takes one of two routes, chosen per call by
   packed once per call). Every output is the same chain of fused multiply-adds whatever
   the chunking, so the results do not depend on the thread count (on the BLAS route they
   may differ by rounding).
+
+Memory. The large arrays of a call (gate buffers, caches, gradients, packed weights) come
+from :data:`lstmcpu._buffers.BUFFERS`, so that a training loop reuses the same pages from
+one step to the next instead of faulting in fresh ones.
 
 The kernels are plain Python functions compiled with ``njit(cache=True)``: they also run,
 slowly, under ``NUMBA_DISABLE_JIT=1`` for debugging and coverage. One compiled kernel per
@@ -512,17 +520,17 @@ def _blas_limit(n_threads):
 
 # Crossover, measured with `python -m benchmarks.numba_crossover` (interleaved medians of 9) on
 # the shared 2-core Xeon (Sapphire Rapids, AVX-512, OpenBLAS 0.3 SkylakeX kernels via SciPy),
-# load average 0.8-1.1, float32, 1 thread, T=20, whole kernel including the packing of
-# w_hh.T; ratio = panel time / BLAS time, forward (need_cache=False) | forward+backward:
-#   H=64:  B=1 1.12|1.02  B=8 0.70|0.80  B=32 0.90|0.97  B=64 0.97|1.00  B=128 1.01|1.02
-#   H=256: B=1 1.32|1.07  B=8 0.56|0.62  B=32 0.81|0.88  B=64 1.01|0.95  B=128 1.04|1.05
-#   H=512: B=1 1.54|1.31  B=8 0.80|0.64  B=32 1.33|1.49  B=64 1.55|1.35  B=128 1.63|1.57
+# uptime's load average 1.7-1.9, float32, 1 thread, T=20, whole kernel including the packing
+# of w_hh.T (4 x 2 panel blocks, reused buffers); panel time / BLAS time, forward
+# (need_cache=False) | forward+backward:
+#   H=64:  B=1 1.14|1.09  B=8 0.65|0.83  B=32 0.85|0.96  B=64 0.94|0.96  B=128 0.97|0.97
+#   H=256: B=1 1.09|0.98  B=8 0.52|0.58  B=32 0.79|0.84  B=64 0.89|0.96  B=128 0.95|1.01
+#   H=512: B=1 1.53|1.34  B=8 0.83|0.84  B=32 1.27|1.38  B=64 1.27|1.35  B=128 1.45|1.65
 # The crossover sits near 64-128 rows while the weights fit in L2 (w_hh of H=256 in float32
 # is 1 MiB of this core's 2), and near 8-16 beyond (H=512: each panel comes from L3 for
-# every block of rows). At B=1 the packing of w_hh.T (0.17 ms at H=256) decides over 20
-# steps; over the online preset's 100 steps the two routes tie (2.07 ms each), and only the
-# panel kernel can split a step between threads. (Measured on the LSTM; the other cells use
-# the same rule.)
+# every block of rows). At B=1 the packing of w_hh.T (0.15-0.2 ms at H=256) decides over
+# 20 steps; over the online preset's 100 steps the panel kernel is ahead, and only it can
+# split a step between threads. (Measured on the LSTM; the other cells use the same rule.)
 #: Largest batch chunk whose recurrent products go through the panel kernel rather than
 #: BLAS, for weights of at most :data:`L2_WEIGHTS` bytes; an eighth of it beyond.
 SMALL_BATCH = 64

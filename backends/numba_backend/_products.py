@@ -14,7 +14,8 @@ to ``out``. Every output is thus the same chain of fused multiply-adds in the or
 ``k = 0, 1, ...``, whatever the blocking: results do not depend on how the batch is cut
 into chunks or blocks. The block is emitted as LLVM IR (:func:`_panel_block_ir`), as
 Numba has no vector types: written as loops, LLVM vectorised the ``k`` loop with gathers
-and kept the accumulators in memory (2 GFLOP/s against 50-60).
+and kept the accumulators in memory (2 GFLOP/s against 70-86 for the IR, float32, on the
+2-core Xeon).
 """
 
 import numpy as np
