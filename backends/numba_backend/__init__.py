@@ -76,9 +76,9 @@ from lstmcpu.backends.numpy_backend import _peephole_gradient, _recurrent_weight
 
 from . import _gru, _lstm, _lstm_variants, _rnn
 from ._activations import constants
+from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, projection_size
 from ._products import pack_into, pack_panels, panel_width
 from ._sync import DONE, START, STOP, new_progress, run_team
-from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, projection_size
 
 __all__ = ["NumbaBackend", "chunk_count", "make_backend", "use_blas"]
 
@@ -529,8 +529,9 @@ def _blas_limit(n_threads):
 # The crossover sits near 64-128 rows while the weights fit in L2 (w_hh of H=256 in float32
 # is 1 MiB of this core's 2), and near 8-16 beyond (H=512: each panel comes from L3 for
 # every block of rows). At B=1 the packing of w_hh.T (0.15-0.2 ms at H=256) decides over
-# 20 steps; over the online preset's 100 steps the panel kernel is ahead, and only it can
-# split a step between threads. (Measured on the LSTM; the other cells use the same rule.)
+# 20 steps; over 100 steps (`--hidden 256 --batch 1 --steps 100`, same load) the forward
+# ties (1.04) and training is ahead (0.89), and only the panel kernel can split a step
+# between threads. (Measured on the LSTM; the other cells use the same rule.)
 #: Largest batch chunk whose recurrent products go through the panel kernel rather than
 #: BLAS, for weights of at most :data:`L2_WEIGHTS` bytes; an eighth of it beyond.
 SMALL_BATCH = 64

@@ -185,7 +185,8 @@ def _splat(builder, value, lanes):
     """A vector of ``lanes`` copies of the scalar ``value``."""
     vector = ir.VectorType(value.type, lanes)
     single = builder.insert_element(ir.Constant(vector, None), value, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(single, ir.Constant(vector, None), ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+    return builder.shuffle_vector(single, ir.Constant(vector, None), zeros)
 
 
 def _vector_operations(builder, vector, itemsize):
