@@ -49,14 +49,16 @@ def pack_panels(w):
     the ``N`` columns of ``m``."""
     N, K = w.shape
     W = panel_width(w.dtype)
-    panels = BUFFERS.zeros((-(-N // W), K, W), w.dtype)
+    panels = BUFFERS.empty((-(-N // W), K, W), w.dtype)
+    if N % W:
+        panels[-1, :, N % W :] = 0
     pack_into(w, panels)
     return panels
 
 
 @njit(**JIT)
 def pack_into(w, panels):
-    """``panels[q, :, j] = w[q W + j]`` for every row of ``w`` (the rest stays as it is)."""
+    """``panels[q, :, j] = w[q W + j]`` for every row of ``w`` (the rest is left as it is)."""
     W = panels.shape[2]
     for c in range(w.shape[0]):
         panel, j = panels[c // W], c % W
