@@ -159,6 +159,7 @@ def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch,
     thread and a pool thread, synchronised per step, forward and backward; every output and
     gradient equals the one-thread result to the bit."""
     monkeypatch.setattr(nb, "MIN_STEP_WORK", 1)
+    monkeypatch.setattr(nb, "CALLS_AFTER_CONTENTION", 0)  # a busy machine must not skip the backward's split
     threads = []
     run_team = nb.run_team
 
@@ -177,6 +178,18 @@ def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch,
     for name, a, b in zip(["y", "h_n", "c_n"] + GRAD_NAMES, split, serial):
         np.testing.assert_array_equal(a, b, err_msg=name)
     assert_matches_oracle(split, p, dtype)
+
+
+def test_after_a_team_went_alone_the_next_calls_run_on_one_thread():
+    backend, plan, w_hh = nb.NumbaBackend(n_threads=2), (1, False), np.zeros((1024, 256), np.float32)
+    assert backend._splits_units(plan, 1, w_hh)
+    backend._note_team(False)
+    assert backend._splits_units(plan, 1, w_hh)
+    backend._note_team(True)
+    assert [backend._splits_units(plan, 1, w_hh) for _ in range(nb.CALLS_AFTER_CONTENTION + 1)] == [False] * (
+        nb.CALLS_AFTER_CONTENTION
+    ) + [True]
+    assert not nb.NumbaBackend(n_threads=1)._splits_units(plan, 1, w_hh)
 
 
 def test_small_calls_run_on_one_thread_and_large_ones_are_split():
