@@ -112,19 +112,27 @@ def forward_unit_step(t, part, units, panels, biases, gates, G, h_steps, c, lens
 @njit(**JIT)
 def _backward_row(dy, gates, c_prev, tanh_c, dh, dc, dgates):
     """Elementwise backward of one active row at one step: fills ``dgates`` and turns
-    ``dc`` into the cell gradient carried to the step before."""
+    ``dc`` into the cell gradient carried to the step before. One loop per gate block
+    written, as in :func:`_gate_row`, so that each vectorises (one loop over the four
+    blocks ran 10-15% slower at H=64, float32)."""
     H = dh.shape[0]
     one = dh.dtype.type(1)
     for j in range(H):
         # (1) h = o * tanh(c): the hidden gradient reaches o and, through tanh, c.
         dh[j] += dy[j]
         dc[j] += dh[j] * gates[3 * H + j] * (one - tanh_c[j] * tanh_c[j])
+    # (2) c = f * c_prev + i * g, then through each gate's activation.
     for j in range(H):
-        i, f, g, o = gates[j], gates[H + j], gates[2 * H + j], gates[3 * H + j]
-        # (2) c = f * c_prev + i * g, then through each gate's activation.
-        dgates[j] = dc[j] * g * (i * (one - i))
+        i = gates[j]
+        dgates[j] = dc[j] * gates[2 * H + j] * (i * (one - i))
+    for j in range(H):
+        f = gates[H + j]
         dgates[H + j] = dc[j] * c_prev[j] * (f * (one - f))
-        dgates[2 * H + j] = dc[j] * i * (one - g * g)
+    for j in range(H):
+        g = gates[2 * H + j]
+        dgates[2 * H + j] = dc[j] * gates[j] * (one - g * g)
+    for j in range(H):
+        o = gates[3 * H + j]
         dgates[3 * H + j] = dh[j] * tanh_c[j] * (o * (one - o))
     for j in range(H):
         # (3) the cell gradient carried to step t - 1.
