@@ -23,6 +23,7 @@ from _lstm_helpers import random_problem, upstream_grads
 numba = pytest.importorskip("numba")
 nb = pytest.importorskip("lstmcpu.backends.numba_backend")
 activations = pytest.importorskip("lstmcpu.backends.numba_backend._activations")
+products = pytest.importorskip("lstmcpu.backends.numba_backend._products")
 
 ORACLE = NumpyBackend()
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
@@ -57,23 +58,23 @@ def variant_forward_backward(backend, variant_id, shape, dtype, with_lengths, se
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("route", ["hand", "blas"])
+@pytest.mark.parametrize("route", ["panel", "blas"])
 @pytest.mark.parametrize("shape", [(6, 1, 5, 7), (5, 3, 4, 6), (4, 2, 3, 9), (3, 21, 6, 5)], ids=str)
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 def test_both_product_routes_match_the_oracle(monkeypatch, dtype, route, shape, with_lengths):
-    # SMALL_BATCH decides the route: 0 sends every batch but 1 to BLAS, a huge value none.
-    monkeypatch.setattr(nb, "SMALL_BATCH", 10**9 if route == "hand" else 0)
+    # SMALL_BATCH decides the route: 0 sends every batch to BLAS, a huge value none.
+    monkeypatch.setattr(nb, "SMALL_BATCH", 10**9 if route == "panel" else 0)
     T, B, I, H = shape
-    assert nb.use_blas(B, backward=True) == (route == "blas")
+    assert nb.use_blas(B) == (route == "blas")
     p = random_problem(T, B, I, H, dtype, seed=5, lengths=with_lengths and B > 1)
     assert_matches_oracle(forward_backward(nb.NumbaBackend(), p, dtype), p, dtype)
 
 
 @pytest.mark.parametrize("variant_id", [v for v in VARIANTS if v != "lstm"])
-@pytest.mark.parametrize("route", ["hand", "blas"])
+@pytest.mark.parametrize("route", ["panel", "blas"])
 @pytest.mark.parametrize("shape", [(6, 1, 5, 7), (3, 21, 6, 5)], ids=str)
 def test_both_product_routes_match_the_oracle_for_every_variant(monkeypatch, variant_id, route, shape):
-    monkeypatch.setattr(nb, "SMALL_BATCH", 10**9 if route == "hand" else 0)
+    monkeypatch.setattr(nb, "SMALL_BATCH", 10**9 if route == "panel" else 0)
     got = variant_forward_backward(nb.NumbaBackend(), variant_id, shape, np.float64, with_lengths=True)
     want = variant_forward_backward(ORACLE, variant_id, shape, np.float64, with_lengths=True)
     assert set(got) == set(want)
@@ -81,20 +82,45 @@ def test_both_product_routes_match_the_oracle_for_every_variant(monkeypatch, var
         np.testing.assert_allclose(got[name], value, rtol=1e-10, atol=1e-12 * shape[0] * shape[1], err_msg=name)
 
 
-def test_default_crossover_sends_small_chunks_by_hand_and_large_ones_to_blas():
-    small = nb.SMALL_BATCH
-    assert not nb.use_blas(2, backward=False) and not nb.use_blas(small, backward=False)
-    assert nb.use_blas(small + 1, backward=False) and nb.use_blas(small + 1, backward=True)
+def test_default_crossover_sends_small_chunks_to_the_panel_kernel_and_large_ones_to_blas():
+    small, large = nb.SMALL_BATCH, nb.L2_WEIGHTS + 1
+    assert not nb.use_blas(1) and not nb.use_blas(small)
+    assert nb.use_blas(small + 1)
     # The route follows the rows per chunk (one chunk per thread).
-    assert not nb.use_blas(2 * small, 2, backward=False) and nb.use_blas(2 * small + 1, 2, backward=True)
-    # Batch 1 forward: BLAS's matrix-vector product, which needs no transposed weights.
-    assert nb.use_blas(1, backward=False) and not nb.use_blas(1, backward=True)
+    assert not nb.use_blas(2 * small, 2) and nb.use_blas(2 * small + 1, 2)
+    # Weights beyond L2: only an eighth as many rows.
+    assert not nb.use_blas(small // 8, 1, large) and nb.use_blas(small // 8 + 1, 1, large)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("B, K, N", [(1, 5, 7), (3, 37, 75), (9, 64, 256), (6, 20, 160), (5, 3, 16)], ids=str)
+def test_panel_kernel_is_exact_in_any_blocking(dtype, B, K, N):
+    """Blocks of 4 rows by 1 panel, 1 row by 4 panels and 1 by 1, full and partial panels:
+    the product matches float64, reading ``m`` itself equals reading its packed panels to
+    the bit, and so does any cut of the rows (each output is the same chain of
+    multiply-adds whatever the blocking)."""
+    rng = np.random.default_rng(B * K + N)
+    A, w = rng.standard_normal((B, K)).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
+    start = rng.standard_normal((B, N)).astype(dtype)
+    none = np.empty((0, 0), dtype=dtype)
+
+    def product(m_hand, cuts):
+        out = start.copy()
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            products.matmul_add(False, A, w.T, m_hand, out, lo, hi, none)
+        return out
+
+    packed = product(products.pack_panels(w), [0, B])
+    want = start.astype(np.float64) + A.astype(np.float64) @ w.T.astype(np.float64)
+    np.testing.assert_allclose(packed, want, rtol=0, atol=10 * K * np.finfo(dtype).eps * np.abs(want).max())
+    np.testing.assert_array_equal(product(np.ascontiguousarray(w.T), [0, B]), packed)
+    np.testing.assert_array_equal(product(products.pack_panels(w), [0, B // 2, B - 1, B]), packed)
 
 
 @pytest.mark.parametrize("variant_id", list(VARIANTS))
-@pytest.mark.parametrize("route", ["hand", "blas"])
+@pytest.mark.parametrize("route", ["panel", "blas"])
 def test_saturated_gates_stay_finite_on_both_routes(monkeypatch, variant_id, route):
-    monkeypatch.setattr(nb, "SMALL_BATCH", 10**9 if route == "hand" else 0)
+    monkeypatch.setattr(nb, "SMALL_BATCH", 10**9 if route == "panel" else 0)
     variant = VARIANTS[variant_id]
     inputs, lengths = make_inputs(variant, 4, 3, 3, 5, np.float32, lengths=True)
     inputs["x"] *= np.float32(1e6 if variant_id != "rnn-relu" else 1e3)  # relu is unbounded
@@ -106,7 +132,7 @@ def test_saturated_gates_stay_finite_on_both_routes(monkeypatch, variant_id, rou
 @pytest.mark.parametrize("variant_id", list(VARIANTS))
 def test_result_does_not_depend_on_the_number_of_threads(monkeypatch, variant_id):
     """The batch is cut into one chunk per thread (here every call is split: the least work
-    per chunk is set to one). On the hand route every row is computed by the same
+    per chunk is set to one). On the panel route every output is computed by the same
     instructions whatever the chunking, so the results are identical; on the BLAS route the
     library may round differently for other matrix sizes."""
     monkeypatch.setattr(nb, "MIN_CHUNK_WORK", 1)
@@ -124,6 +150,46 @@ def test_result_does_not_depend_on_the_number_of_threads(monkeypatch, variant_id
     for n in (2, 3):
         for name, value in results(n).items():
             np.testing.assert_allclose(value, serial[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("B, H, lengths", [(1, 7, None), (1, 40, [5]), (3, 9, [7, 2, 5])], ids=str)
+def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch, dtype, B, H, lengths):
+    """A batch that is not cut into chunks has each step's units split between the calling
+    thread and a pool thread, synchronised per step, forward and backward; every output and
+    gradient equals the one-thread result to the bit."""
+    monkeypatch.setattr(nb, "MIN_STEP_WORK", 1)
+    monkeypatch.setattr(nb, "CALLS_AFTER_CONTENTION", 0)  # a busy machine must not skip the backward's split
+    threads = []
+    run_team = nb.run_team
+
+    def recording_run_team(me, n_steps, step, args, progress):
+        threads.append((step.__name__, me, threading.current_thread().name.startswith("lstmcpu-numba")))
+        run_team(me, n_steps, step, args, progress)
+
+    monkeypatch.setattr(nb, "run_team", recording_run_team)
+    p = random_problem(7, B, 5, H, dtype, seed=4)
+    p["lengths"] = None if lengths is None else np.array(lengths)
+    serial = forward_backward(nb.NumbaBackend(n_threads=1), p, dtype)
+    assert not threads
+    split = forward_backward(nb.NumbaBackend(n_threads=2), p, dtype)
+    assert sorted(threads) == [("backward_unit_step", 0, False), ("backward_unit_step", 1, True),
+                               ("forward_unit_step", 0, False), ("forward_unit_step", 1, True)]  # fmt: skip
+    for name, a, b in zip(["y", "h_n", "c_n"] + GRAD_NAMES, split, serial):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert_matches_oracle(split, p, dtype)
+
+
+def test_after_a_team_went_alone_the_next_calls_run_on_one_thread():
+    backend, plan, w_hh = nb.NumbaBackend(n_threads=2), (1, False), np.zeros((1024, 256), np.float32)
+    assert backend._splits_units(plan, 1, w_hh)
+    backend._note_team(False)
+    assert backend._splits_units(plan, 1, w_hh)
+    backend._note_team(True)
+    assert [backend._splits_units(plan, 1, w_hh) for _ in range(nb.CALLS_AFTER_CONTENTION + 1)] == [False] * (
+        nb.CALLS_AFTER_CONTENTION
+    ) + [True]
+    assert not nb.NumbaBackend(n_threads=1)._splits_units(plan, 1, w_hh)
 
 
 def test_small_calls_run_on_one_thread_and_large_ones_are_split():
@@ -212,18 +278,28 @@ def test_kernels_run_as_pure_python_under_numba_disable_jit():
         from lstmcpu.backends.numpy_backend import NumpyBackend
         from _cells import VARIANTS, make_inputs, random_upstream, run_backward, run_forward
         nb.MIN_CHUNK_WORK = 1  # split every call in chunks: the pool runs pure Python too
+
+        def difference(variant, B, with_lengths):
+            inputs, lengths = make_inputs(variant, 4, B, 2, 5, np.float64, lengths=with_lengths)
+            results = []
+            for backend in (nb.NumbaBackend(n_threads=2), NumpyBackend()):
+                outputs, cache = run_forward(backend, variant, inputs, lengths)
+                grads = run_backward(backend, variant, random_upstream(variant, 4, B, 5, np.float64), cache)
+                results.append({**outputs, **grads})
+            return max(float(np.max(np.abs(results[0][name] - value))) for name, value in results[1].items())
+
         worst = 0.0
-        for small_batch in (10**9, 0):  # hand route, then BLAS route
+        for small_batch in (10**9, 0):  # panel route, then BLAS route
             nb.SMALL_BATCH = small_batch
             for variant in VARIANTS.values():
-                inputs, lengths = make_inputs(variant, 4, 3, 2, 5, np.float64, lengths=True)
-                results = []
-                for backend in (nb.NumbaBackend(n_threads=2), NumpyBackend()):
-                    outputs, cache = run_forward(backend, variant, inputs, lengths)
-                    grads = run_backward(backend, variant, random_upstream(variant, 4, 3, 5, np.float64), cache)
-                    results.append({**outputs, **grads})
-                for name, value in results[1].items():
-                    worst = max(worst, float(np.max(np.abs(results[0][name] - value))))
+                worst = max(worst, difference(variant, 3, True))
+        # A single sequence: its units split between two threads that spin on each other.
+        nb.SMALL_BATCH, nb.MIN_STEP_WORK = 10**9, 1
+        worst = max(worst, difference(VARIANTS["lstm"], 1, False))
+        # The leader going on alone once the other thread keeps it waiting.
+        from lstmcpu.backends.numba_backend import _sync
+        _sync.SPINS, _sync.MAX_LATE = 0, 0
+        worst = max(worst, difference(VARIANTS["lstm"], 1, False))
         print("max abs difference", worst)
         assert worst < 1e-12, worst
         """

@@ -24,7 +24,11 @@ time. A call uses up to one chunk per thread (``numba.set_num_threads``, or ``n_
 but only as many as bring at least :data:`MIN_CHUNK_WORK` each (see :func:`chunk_count`):
 below that, starting threads costs more than it saves. The kernels release the GIL, and
 chunks beyond the first run on a pool of Python threads: one launcher for every cell, and no
-``parallel=True`` compilation (which would double the compile time).
+``parallel=True`` compilation (which would double the compile time). A plain LSTM batch too
+small to cut (a single sequence) splits each step's units between two threads instead,
+synchronised per step (:mod:`._sync`), when a step brings at least :data:`MIN_STEP_WORK`;
+after the backward loop, ``dw_hh`` goes to the pool while the calling thread computes the
+other weight gradients.
 
 The recurrent product of a chunk takes one of two routes, chosen per call by
 :func:`use_blas`:
@@ -33,9 +37,15 @@ The recurrent product of a chunk takes one of two routes, chosen per call by
   chunks of more than :data:`SMALL_BATCH` rows. With one thread allowed, BLAS obeys
   ``threadpoolctl``; with several, BLAS runs on one thread during the call (the chunks are
   the parallelism), so the backend uses ``n_threads`` threads in all.
-* **hand loop** for smaller chunks, where a BLAS call costs more than its work. Each row
-  is computed by the same instructions whatever the chunking, so the results do not depend
-  on the thread count (on the BLAS route they may differ by rounding).
+* **panel kernel** (:mod:`._products`) for smaller chunks, where a BLAS call costs more
+  than its work: a register-blocked product over ``w_hh`` (or, for ``w_hh.T``, a copy
+  packed once per call). Every output is the same chain of fused multiply-adds whatever
+  the chunking, so the results do not depend on the thread count (on the BLAS route they
+  may differ by rounding).
+
+Memory. The large arrays of a call (gate buffers, caches, gradients, packed weights) come
+from :data:`lstmcpu._buffers.BUFFERS`, so that a training loop reuses the same pages from
+one step to the next instead of faulting in fresh ones.
 
 The kernels are plain Python functions compiled with ``njit(cache=True)``: they also run,
 slowly, under ``NUMBA_DISABLE_JIT=1`` for debugging and coverage. One compiled kernel per
@@ -60,12 +70,16 @@ import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401
 
 from lstmcpu._blas_threads import ONE_BLAS_THREAD
+from lstmcpu._buffers import BUFFERS
 from lstmcpu.backend import CELLS, Backend
-from lstmcpu.backends.numpy_backend import _peephole_gradient, _recurrent_weight_gradient, _weight_gradients
+from lstmcpu.backends.numpy_backend import _peephole_gradient
+from lstmcpu.backends.numpy_backend import _recurrent_weight_gradient as _oracle_recurrent_weight_gradient
 
 from . import _gru, _lstm, _lstm_variants, _rnn
 from ._activations import constants
 from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, projection_size
+from ._products import pack_into, pack_panels, panel_width
+from ._sync import DONE, START, STOP, new_progress, run_team
 
 __all__ = ["NumbaBackend", "chunk_count", "make_backend", "use_blas"]
 
@@ -118,22 +132,63 @@ class NumbaBackend(Backend):
         if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
             raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
         self.n_threads = n_threads
+        self._one_thread_calls = 0  # calls left before a unit split is tried again
 
     def _threads(self):
         return numba.get_num_threads() if self.n_threads is None else self.n_threads
 
-    def _plan(self, G, w_hh, lens, *, backward):
+    def _plan(self, G, w_hh, lens):
         """``(n_chunks, blas)`` of one call: ``G`` (T, B, gates) is its gate buffer; the work
         is the recurrent products of the steps the sequences really take."""
         B = G.shape[1]
         n_chunks = chunk_count(self._threads(), B, int(lens.sum()) * w_hh.size)
-        return n_chunks, use_blas(B, n_chunks, backward=backward)
+        return n_chunks, use_blas(B, n_chunks, w_hh.nbytes)
+
+    def _splits_units(self, plan, B, w_hh):
+        """Whether each step's units are split between two threads: the batch is not
+        cut into chunks (a single sequence, or too little work), the panel kernel takes the
+        products, two threads are allowed, each step brings at least :data:`MIN_STEP_WORK`
+        multiply-adds, and no recent split call found the other core busy (see
+        :meth:`_note_team`)."""
+        if not (plan == (1, False) and self._threads() >= 2 and B * w_hh.size >= MIN_STEP_WORK):
+            return False
+        if self._one_thread_calls > 0:
+            self._one_thread_calls -= 1
+            return False
+        return True
+
+    def _note_team(self, went_alone):
+        """After a split call whose calling thread had to go on alone (the machine's other
+        work kept the other thread waiting), the next :data:`CALLS_AFTER_CONTENTION` calls
+        that could split run on one thread: each split would pay the waits again before
+        giving up (measured: 3.7 ms against 2.5 for the online forward while another
+        process held a core)."""
+        if went_alone:
+            self._one_thread_calls = CALLS_AFTER_CONTENTION
 
     @staticmethod
     def _run(plan, kernel, *args):
         """``kernel(lo, hi, blas, *args)`` over the batch chunks ``plan`` asks for."""
         n_chunks, blas = plan
         _run_chunks(kernel, n_chunks, args[0].shape[1], blas, args)
+
+    def _weight_gradients(self, dG, x, w_ih, h0, y):
+        """``dx, dw_ih, dw_hh, db`` from the gate gradients after the backward loop, one GEMM
+        each. With several threads allowed, BLAS runs on one (see :func:`_blas_limit`), so
+        ``dw_hh`` goes to the pool while this thread computes the others (each GEMM whole:
+        the results do not depend on the thread count), when they bring at least
+        :data:`MIN_CHUNK_WORK` multiply-adds each."""
+        T, B, n_gates = dG.shape
+        work = T * B * n_gates * (2 * x.shape[2] + y.shape[2])
+        split = chunk_count(self._threads(), 2, work) == 2
+        dw_hh = _pool().submit(_recurrent_weight_gradient, dG, h0, y) if split else None
+        dG2 = dG.reshape(T * B, n_gates)
+        # dw_ih = dG2.T @ x2
+        dw_ih = np.matmul(dG2.T, x.reshape(T * B, -1), out=BUFFERS.empty((n_gates, x.shape[2]), x.dtype))
+        # dx = dG2 @ w_ih
+        dx = np.matmul(dG2, w_ih, out=BUFFERS.empty((T * B, x.shape[2]), x.dtype)).reshape(x.shape)
+        dw_hh = dw_hh.result() if split else _recurrent_weight_gradient(dG, h0, y)
+        return dx, dw_ih, dw_hh, dG2.sum(axis=0)
 
     # ------------------------------------------------------------------ LSTM
 
@@ -156,21 +211,24 @@ class NumbaBackend(Backend):
         w_ih, w_hh, b = checked["w_ih"], checked["w_hh"], checked["b"]
         lens = check_lengths(lengths, T, B)
         G = _input_projection(x, w_ih)
-        y = np.empty((T, B, R), dtype=x.dtype)
+        y = BUFFERS.empty((T, B, R), x.dtype)
         h, c = checked["h0"].copy(), checked["c0"].copy()
         cached = (T, B, H) if need_cache else (0, 0, 0)
-        c_all, tanh_c_all = np.empty(cached, dtype=x.dtype), np.empty(cached, dtype=x.dtype)
+        c_all, tanh_c_all = BUFFERS.empty(cached, x.dtype), BUFFERS.empty(cached, x.dtype)
         k, store = constants(x.dtype), bool(need_cache)
-        plan = self._plan(G, w_hh, lens, backward=False)
-        w_hh_t = _hand_weights(w_hh, plan)
+        plan = self._plan(G, w_hh, lens)
         if peephole is None and not coupled and w_hr is None:
-            self._run(plan, _lstm.forward_rows, G, w_hh, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, store, k)
+            if self._splits_units(plan, B, w_hh):
+                self._note_team(_run_units_forward(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k))
+            else:
+                w_hh_t = _hand_weights(w_hh, plan)
+                self._run(plan, _lstm.forward_rows, G, w_hh, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, store, k)
             options = None
         else:
             p = checked.get("peephole", np.zeros((3, H), dtype=x.dtype))
             w_hr = checked.get("w_hr", np.zeros((0, H), dtype=x.dtype))
             m, h_new = np.zeros((B, H), dtype=x.dtype), np.zeros((B, R), dtype=x.dtype)  # work buffers
-            self._run(plan, _lstm_variants.forward_rows, G, w_hh, w_hh_t, b, p, bool(coupled), w_hr,
+            self._run(plan, _lstm_variants.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, p, bool(coupled), w_hr,
                       _hand_weights(w_hr, plan), h, c, lens, y, c_all, tanh_c_all, store, m, h_new, k)  # fmt: skip
             options = dict(peephole=p, has_peephole=peephole is not None, coupled=bool(coupled), w_hr=w_hr,
                            has_projection=P is not None)  # fmt: skip
@@ -188,19 +246,22 @@ class NumbaBackend(Backend):
         dy, dh = _upstream(cache, dy, dh_n)
         dc = check_grad(dc_n, (B, H), x.dtype, "dc_n").copy()
         gates, c_all, tanh_c_all, lens, options = (cache[k] for k in ("gates", "c", "tanh_c", "lengths", "options"))
-        dG = np.empty_like(gates)
+        dG = BUFFERS.empty(gates.shape, x.dtype)
         if options is None:
-            plan = self._plan(dG, w_hh, lens, backward=True)
-            self._run(plan, _lstm.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
-            return (*_weight_gradients(dG, x, w_ih, h0, y), dh, dc)
+            plan = self._plan(dG, w_hh, lens)
+            if self._splits_units(plan, B, w_hh):
+                self._note_team(_run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc))
+            else:
+                self._run(plan, _lstm.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
+            return (*self._weight_gradients(dG, x, w_ih, h0, y), dh, dc)
         p, coupled, w_hr = options["peephole"], options["coupled"], options["w_hr"]
         project = options["has_projection"]
-        dh_all = np.empty((T, B, R) if project else (0, 0, 0), dtype=x.dtype)
+        dh_all = BUFFERS.empty((T, B, R) if project else (0, 0, 0), x.dtype)
         dm = np.zeros((B, H), dtype=x.dtype)  # work buffer
-        plan = self._plan(dG, w_hh, lens, backward=True)
+        plan = self._plan(dG, w_hh, lens)
         self._run(plan, _lstm_variants.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, p, coupled, w_hr,
                   lens, dh, dc, dh_all, dm)  # fmt: skip
-        grads = (*_weight_gradients(dG, x, w_ih, h0, y), dh, dc)
+        grads = (*self._weight_gradients(dG, x, w_ih, h0, y), dh, dc)
         if not (options["has_peephole"] or project):
             return grads
         dpeephole = _peephole_gradient(dG, c_all, c0, H, coupled) if options["has_peephole"] else None
@@ -223,12 +284,12 @@ class NumbaBackend(Backend):
         w_ih, w_hh, b, b_hn, h0 = check_arrays(x.dtype, expected)
         lens = check_lengths(lengths, T, B)
         G = _input_projection(x, w_ih)
-        y = np.empty((T, B, H), dtype=x.dtype)
+        y = BUFFERS.empty((T, B, H), x.dtype)
         h = h0.copy()
-        hn_all = np.empty((T, B, H) if need_cache else (0, 0, 0), dtype=x.dtype)
+        hn_all = BUFFERS.empty((T, B, H) if need_cache else (0, 0, 0), x.dtype)
         hidden = np.zeros((B, 3 * H), dtype=x.dtype)  # work buffer: h @ w_hh.T
         k = constants(x.dtype)
-        plan = self._plan(G, w_hh, lens, backward=False)
+        plan = self._plan(G, w_hh, lens)
         self._run(plan, _gru.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, b_hn, h, lens, y, hn_all,
                   bool(need_cache), hidden, k)  # fmt: skip
         if not need_cache:
@@ -242,9 +303,9 @@ class NumbaBackend(Backend):
         H = h0.shape[1]
         dy, dh = _upstream(cache, dy, dh_n)
         gates = cache["gates"]
-        dG = np.empty_like(gates)  # gradients of the recurrent pre-activations
-        dn_input = np.empty((T, B, H), dtype=x.dtype)  # of the input-side n pre-activation
-        plan = self._plan(dG, w_hh, lens, backward=True)
+        dG = BUFFERS.empty(gates.shape, x.dtype)  # gradients of the recurrent pre-activations
+        dn_input = BUFFERS.empty((T, B, H), x.dtype)  # of the input-side n pre-activation
+        plan = self._plan(dG, w_hh, lens)
         self._run(plan, _gru.backward_rows, dG, dy, gates, cache["hn"], y, h0, w_hh, lens, dh, dn_input)
         # Weight gradients after the loop: the recurrent ones first, then dG becomes the
         # gradient of the input-side pre-activations (n differs: it skips the reset product).
@@ -271,11 +332,11 @@ class NumbaBackend(Backend):
         w_ih, w_hh, b, h0 = check_arrays(x.dtype, expected)
         lens = check_lengths(lengths, T, B)
         G = _input_projection(x, w_ih)
-        y = np.empty((T, B, H), dtype=x.dtype)
+        y = BUFFERS.empty((T, B, H), x.dtype)
         h = h0.copy()
         relu = nonlinearity == "relu"
         k = constants(x.dtype)
-        plan = self._plan(G, w_hh, lens, backward=False)
+        plan = self._plan(G, w_hh, lens)
         self._run(plan, _rnn.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, relu, h, lens, y, k)
         if not need_cache:
             return y, h, None
@@ -285,10 +346,10 @@ class NumbaBackend(Backend):
     def rnn_backward(self, dy, dh_n, cache):
         x, w_ih, w_hh, h0, y, lens = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "y", "lengths"))
         dy, dh = _upstream(cache, dy, dh_n)
-        dG = np.empty_like(cache["act"])
-        plan = self._plan(dG, w_hh, lens, backward=True)
+        dG = BUFFERS.empty(cache["act"].shape, x.dtype)
+        plan = self._plan(dG, w_hh, lens)
         self._run(plan, _rnn.backward_rows, dG, dy, cache["act"], w_hh, cache["relu"], lens, dh)
-        return (*_weight_gradients(dG, x, w_ih, h0, y), dh)
+        return (*self._weight_gradients(dG, x, w_ih, h0, y), dh)
 
 
 def make_backend():
@@ -310,13 +371,37 @@ def _input_projection(x, w_ih):
     in the compiled gate pass)."""
     T, B, I = x.shape
     # G = x2 @ w_ih.T
-    return np.matmul(x.reshape(T * B, I), w_ih.T).reshape(T, B, w_ih.shape[0])
+    return np.matmul(x.reshape(T * B, I), w_ih.T, out=BUFFERS.empty((T * B, w_ih.shape[0]), x.dtype)).reshape(
+        T, B, w_ih.shape[0]
+    )
+
+
+def _recurrent_weight_gradient(dG, h0, y):
+    """``sum_t dG[t].T @ h_{t-1}``. For a batch of at most 8 rows, one GEMM over the states
+    before each step, ``h0`` then ``y[:-1]`` (``y[t - 1]`` is ``h_{t-1}`` wherever ``dG[t]``
+    is non-zero: a sequence active at ``t`` was active at ``t - 1``); for larger ones the
+    NumPy oracle's two GEMMs, which need no copy of the states. OpenBLAS is slow at the
+    oracle's ``dG[0].T @ h0`` over a few rows: measured at T=100, H=256, float32, best of 5,
+    two GEMMs against one: B=1 1454 against 377 us, B=2 879/771, B=4 1723/1627, B=8
+    3119/3088, B=16 6220/6294; T=50, B=32, H=64: 434/481."""
+    T, B, n_gates = dG.shape
+    if B > 8:
+        return _oracle_recurrent_weight_gradient(dG, h0, y)
+    h_prev = BUFFERS.empty((T * B, h0.shape[1]), h0.dtype)
+    h_prev[:B] = h0
+    h_prev[B:] = y[:-1].reshape((T - 1) * B, h0.shape[1])
+    # dw_hh = dG2.T @ h_prev
+    return np.matmul(dG.reshape(T * B, n_gates).T, h_prev)
 
 
 def _hand_weights(w, plan):
-    """What the hand loop reads for products with ``w.T``: a C-contiguous ``w.T``; on the
-    BLAS route (``plan[1]``) BLAS reads ``w`` itself, so ``w`` comes back uncopied."""
-    return w if plan[1] else np.ascontiguousarray(w.T)
+    """What the panel kernel reads for products with ``w.T``: its packed panels
+    (:func:`~._products.pack_panels`); on the BLAS route (``plan[1]``) BLAS reads ``w``
+    itself, and the kernel gets an empty array of the same type (one compiled kernel
+    serves both routes)."""
+    if plan[1]:
+        return np.empty((0, w.shape[1], panel_width(w.dtype)), dtype=w.dtype)
+    return pack_panels(w)
 
 
 # ---------------------------------------------------------------- threads
@@ -358,6 +443,93 @@ def _run_chunks(kernel, n_chunks, B, blas, args):
             chunk.result()
 
 
+# Splitting a step's units between two threads costs two atomic handoffs per step (110-210
+# ns a round trip with both cores free), a thread handoff per call and, per step, the half
+# of h the other thread wrote coming from the other core's cache. Measured on the online
+# preset's forward (T=100, B=1, I=64, H=256: 262k multiply-adds per step), float32, backend
+# call, interleaved, 300 rounds in one process, load average 1.1-1.6 (uptime): split median
+# 1.95 ms (min 1.79) against 2.13 (min 2.08) on one thread. A half alone takes 0.97 ms: most
+# of the rest is waiting for the other thread on this shared VM, whose two vCPUs are not
+# always running at once (with pure spinning, a descheduled partner cost whole time slices:
+# 401 ms instead of 3; hence the yield and the fallback to one thread in ._sync). Below
+# ~2**17 multiply-adds a step (~5 us) the handoffs would eat the gain.
+#: Least work, in multiply-adds of one step's recurrent product, for which the units of a
+#: batch that is not cut into chunks are split between two threads (see ``_splits_units``).
+MIN_STEP_WORK = 2**17
+#: Calls run on one thread after a split call found the other core busy (``_note_team``).
+CALLS_AFTER_CONTENTION = 16
+
+
+def _run_units_forward(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k):
+    """The forward time loop with each step's units split in two parts
+    (:func:`~._lstm.forward_unit_step`, see :func:`_run_team`); ``h`` receives the last
+    states. Returns whether the calling thread went on alone."""
+    (B, H), n = c.shape, c.shape[1] - c.shape[1] // 2  # n: units of the larger part
+    units = _unit_parts(H)
+    h_steps = np.empty((2, B, H), dtype=h.dtype)
+    h_steps[0] = h
+    W = panel_width(h.dtype)
+    panels = BUFFERS.zeros((2, -(-4 * n // W), H, W), h.dtype)
+    biases = np.zeros((2, 4 * n), dtype=h.dtype)
+
+    def prepare(part):
+        u0, u1 = units[part]
+        pack_into(w_hh.reshape(4, H, H)[:, u0:u1].reshape(-1, H), panels[part])  # i, f, g, o of u0:u1
+        biases[part, : 4 * (u1 - u0)] = b.reshape(4, H)[:, u0:u1].reshape(-1)
+
+    gates = np.empty((2, B * 4 * n + n), dtype=h.dtype)  # each part's gates and scratch row
+    args = (units, panels, biases, gates, G, h_steps, c, lens, y, c_all, tanh_c_all, store, k)
+    alone = _run_team(G.shape[0], _lstm.forward_unit_step, args, prepare)
+    h[:] = h_steps[G.shape[0] % 2]
+    return alone
+
+
+def _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc):
+    """The backward time loop with each step's units split in two parts
+    (:func:`~._lstm.backward_unit_step`, see :func:`_run_team`). Returns whether the calling
+    thread went on alone."""
+    (B, H), n = dh.shape, dh.shape[1] - dh.shape[1] // 2
+    units = _unit_parts(H)
+    w_parts = BUFFERS.empty((2, 4 * H * n), dh.dtype)
+    own = np.empty((2, B * n + 8 * n), dtype=dh.dtype)  # each part's dh, gates and their gradients
+
+    def prepare(part):
+        u0, u1 = units[part]
+        w_parts[part, : 4 * H * (u1 - u0)] = w_hh[:, u0:u1].reshape(-1)
+        own[part, : B * (u1 - u0)] = dh[:, u0:u1].reshape(-1)
+
+    args = (units, w_parts, own, dG, dy, gates, c_all, tanh_c_all, c0, lens, dh, dc)
+    return _run_team(dG.shape[0] + 1, _lstm.backward_unit_step, args, prepare)
+
+
+def _unit_parts(H):
+    """Bounds of the two parts of ``H`` units, as a (2, 2) int64 array."""
+    return np.array([[0, H // 2], [H // 2, H]], dtype=np.int64)
+
+
+def _run_team(n_steps, step, args, prepare):
+    """:func:`~._sync.run_team` of ``step`` on the calling thread and a pool thread, each
+    running ``prepare(part)`` for its own part first; returns whether the calling thread
+    went on alone. A thread that fails lets the other go on alone (its part of the results
+    is then wrong, but the error is raised)."""
+    progress = new_progress()
+
+    def member(me):
+        try:
+            prepare(me)
+            run_team(me, n_steps, step, args, progress)
+        except BaseException:
+            progress[START if me == 0 else DONE] = STOP if me == 0 else n_steps
+            raise
+
+    partner = _pool().submit(member, 1)
+    try:
+        member(0)
+    finally:
+        partner.result()
+    return bool(progress[START] == STOP)
+
+
 @functools.lru_cache(maxsize=None)
 def _pool():
     """The threads that run batch chunks beyond the first, started on first use."""
@@ -387,28 +559,31 @@ def _blas_limit(n_threads):
 
 # ---------------------------------------------------------------- choosing the product route
 
-# Crossover, measured with interleaved medians on the 2-core AMD Zen 4
-# (AVX-512, OpenBLAS 0.3 SkylakeX kernels via SciPy), float32, 1 thread, T=20, whole kernel;
-# ratio = hand time / BLAS time, forward (need_cache=False) | forward+backward:
-#   H=64:  B=8 0.73|0.93  B=16 0.82|1.05  B=32 0.95|1.04  B=64 1.06|1.02  B=128 1.06|1.03
-#   H=256: B=2 0.40|0.58  B=8 0.79|0.77  B=16 1.07|1.00  B=32 1.14|1.03  B=64 1.47|1.21
-#   H=512: B=2 0.74|0.51  B=8 1.00|0.72  B=16 1.32|0.93  B=32 1.27|1.06  B=48 1.50|1.39
-# (B=2 at H=256: BLAS 104 us/step against 42 by hand: OpenBLAS packs w_hh for every small
-# GEMM.) The machine was shared and loaded, so single entries are noisy by +-20%; the
-# crossover sits near 16 rows at every H. (Measured on the LSTM; the other cells use the
-# same rule.)
-#: Largest batch chunk whose recurrent products go through the hand loop rather than BLAS.
-SMALL_BATCH = 16
+# Crossover, measured with `python -m benchmarks.numba_crossover` (interleaved medians of 9) on
+# the shared 2-core Xeon (Sapphire Rapids, AVX-512, OpenBLAS 0.3 SkylakeX kernels via SciPy),
+# uptime's load average 1.7-1.9, float32, 1 thread, T=20, whole kernel including the packing
+# of w_hh.T (4 x 2 panel blocks, reused buffers); panel time / BLAS time, forward
+# (need_cache=False) | forward+backward:
+#   H=64:  B=1 1.14|1.09  B=8 0.65|0.83  B=32 0.85|0.96  B=64 0.94|0.96  B=128 0.97|0.97
+#   H=256: B=1 1.09|0.98  B=8 0.52|0.58  B=32 0.79|0.84  B=64 0.89|0.96  B=128 0.95|1.01
+#   H=512: B=1 1.53|1.34  B=8 0.83|0.84  B=32 1.27|1.38  B=64 1.27|1.35  B=128 1.45|1.65
+# The crossover sits near 64-128 rows while the weights fit in L2 (w_hh of H=256 in float32
+# is 1 MiB of this core's 2), and near 8-16 beyond (H=512: each panel comes from L3 for
+# every block of rows). At B=1 the packing of w_hh.T (0.15-0.2 ms at H=256) decides over
+# 20 steps; over 100 steps (`--hidden 256 --batch 1 --steps 100`, same load) the forward
+# ties (1.04) and training is ahead (0.89), and only the panel kernel can split a step
+# between threads. (Measured on the LSTM; the other cells use the same rule.)
+#: Largest batch chunk whose recurrent products go through the panel kernel rather than
+#: BLAS, for weights of at most :data:`L2_WEIGHTS` bytes; an eighth of it beyond.
+SMALL_BATCH = 64
+#: Bytes of a recurrent weight matrix up to which it stays in this CPU's L2 during a step.
+L2_WEIGHTS = 2**20
 
 
-def use_blas(B, n_chunks=1, *, backward):
+def use_blas(B, n_chunks=1, weight_bytes=0):
     """True when the recurrent products of a batch of ``B`` rows, cut into ``n_chunks``
-    chunks, should go to BLAS rather than the hand loop.
-
-    Chunks of more than :data:`SMALL_BATCH` rows take BLAS, smaller ones the hand loop,
-    except a batch of one in the forward pass: BLAS's matrix-vector product is as fast as the
-    hand loop there and needs no transposed copy of ``w_hh``.
-    """
-    if -(-B // n_chunks) > SMALL_BATCH:
-        return True
-    return B == 1 and not backward
+    chunks, with a weight matrix of ``weight_bytes``, should go to BLAS rather than the
+    panel kernel: chunks of more than :data:`SMALL_BATCH` rows (an eighth of it for weights
+    larger than :data:`L2_WEIGHTS`)."""
+    limit = SMALL_BATCH if weight_bytes <= L2_WEIGHTS else SMALL_BATCH // 8
+    return -(-B // n_chunks) > limit

@@ -35,7 +35,7 @@ def forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, b_hn, h, lens, y, hn_all, 
 
     ``hidden`` (B, 3H) is a work buffer whose rows ``lo:hi`` belong to this call; ``hn_all``
     (T, B, H) receives ``h W_hn^T + b_hn`` when ``store``. Products go through BLAS when
-    ``blas``, else by hand over ``w_hh_t``, a C-contiguous ``w_hh.T``.
+    ``blas``, else by the panel kernel over ``w_hh_t``, the packed panels of ``w_hh.T``.
     """
     T = G.shape[0]
     scratch = np.empty(h.shape[1], dtype=G.dtype)
@@ -75,7 +75,7 @@ def _backward_row(dy, gates, hn, h_prev, dh, dgates, dn_input):
 @njit(**JIT)
 def backward_rows(lo, hi, blas, dG, dy, gates, hn_all, y, h0, w_hh, lens, dh, dn_input):
     """The whole backward time loop for the batch rows ``lo:hi``: per step the elementwise
-    pass and ``dh += dG[t] @ w_hh`` (BLAS when ``blas``, else by hand)."""
+    pass and ``dh += dG[t] @ w_hh`` (BLAS when ``blas``, else the panel kernel)."""
     T = dG.shape[0]
     product = np.empty((hi - lo if blas else 0, dh.shape[1]), dtype=dh.dtype)  # this thread's own
     for t in range(T - 1, -1, -1):

@@ -5,7 +5,7 @@ import numpy as np
 from numba import njit
 
 from ._activations import JIT, sigmoid, tanh
-from ._products import matmul_add
+from ._products import matmul_add, panel_matmul_add
 
 
 @njit(**JIT)
@@ -52,8 +52,8 @@ def forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, h, c, lens, y, c_all, tanh
     """The whole forward time loop for the batch rows ``lo:hi``.
 
     ``G`` holds the input projection ``x W_ih^T`` and receives the activated gates. The
-    recurrent product goes through BLAS when ``blas``, else through the hand loop, which
-    reads ``w_hh_t``, a C-contiguous ``w_hh.T``. Without ``store``, ``tanh(c)`` goes to a
+    recurrent product goes through BLAS when ``blas``, else through the panel kernel, which
+    reads ``w_hh_t``, the packed panels of ``w_hh.T``. Without ``store``, ``tanh(c)`` goes to a
     scratch row and ``c`` is not kept.
     """
     T = G.shape[0]
@@ -71,21 +71,68 @@ def forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, h, c, lens, y, c_all, tanh
 
 
 @njit(**JIT)
+def forward_unit_step(t, part, units, panels, biases, gates, G, h_steps, c, lens, y, c_all, tanh_c_all, store, k):
+    """Step ``t`` of the forward loop for the units ``units[part, 0]:units[part, 1]`` of every
+    row, one part of :func:`~._sync.run_team` (a batch too small to cut into chunks has its
+    units split between two threads instead): this part's gate rows, then the state update
+    of its units.
+
+    ``panels[part]`` packs the transpose of the part's rows of ``w_hh`` (the i, f, g, o rows
+    of its units, in that order), ``biases[part]`` holds the same rows of the bias and
+    ``gates[part]`` is the part's work buffer (its gates, then a scratch row), all flat or
+    padded to the larger part.
+    ``h_steps`` (2, B, H) holds ``h0`` in its first half and receives ``h_t`` in
+    ``h_steps[t % 2]``, so that a part writes ``h_{t+1}`` while the other may still read
+    ``h_t``. Each output is computed by the same instructions as in :func:`forward_rows`:
+    the results do not depend on the split.
+    """
+    B, H = c.shape
+    u0, u1 = units[part, 0], units[part, 1]
+    n = u1 - u0
+    own = gates[part, : B * 4 * n].reshape(B, 4 * n)
+    scratch = gates[part, B * 4 * n : B * 4 * n + n]
+    bias = biases[part, : 4 * n]
+    h, h_next = h_steps[t % 2], h_steps[(t + 1) % 2]
+    for b in range(B):
+        for q in range(4):
+            own[b, q * n : (q + 1) * n] = G[t, b, q * H + u0 : q * H + u1]
+    # own += h @ w_part.T
+    panel_matmul_add(h, panels[part], True, own, 0, B)
+    for b in range(B):
+        c_out, tanh_c_out = (c_all[t, b, u0:u1], tanh_c_all[t, b, u0:u1]) if store else (scratch, scratch)
+        if t >= lens[b]:
+            h_next[b, u0:u1] = h[b, u0:u1]
+            padding_row(c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store)
+            continue
+        _gate_row(own[b], bias, h_next[b, u0:u1], c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store, k)
+        for q in range(4):  # the activated gates, for the cache
+            G[t, b, q * H + u0 : q * H + u1] = own[b, q * n : (q + 1) * n]
+
+
+@njit(**JIT)
 def _backward_row(dy, gates, c_prev, tanh_c, dh, dc, dgates):
     """Elementwise backward of one active row at one step: fills ``dgates`` and turns
-    ``dc`` into the cell gradient carried to the step before."""
+    ``dc`` into the cell gradient carried to the step before. One loop per gate block
+    written, as in :func:`_gate_row`, so that each vectorises (one loop over the four
+    blocks ran 10-15% slower at H=64, float32)."""
     H = dh.shape[0]
     one = dh.dtype.type(1)
     for j in range(H):
         # (1) h = o * tanh(c): the hidden gradient reaches o and, through tanh, c.
         dh[j] += dy[j]
         dc[j] += dh[j] * gates[3 * H + j] * (one - tanh_c[j] * tanh_c[j])
+    # (2) c = f * c_prev + i * g, then through each gate's activation.
     for j in range(H):
-        i, f, g, o = gates[j], gates[H + j], gates[2 * H + j], gates[3 * H + j]
-        # (2) c = f * c_prev + i * g, then through each gate's activation.
-        dgates[j] = dc[j] * g * (i * (one - i))
+        i = gates[j]
+        dgates[j] = dc[j] * gates[2 * H + j] * (i * (one - i))
+    for j in range(H):
+        f = gates[H + j]
         dgates[H + j] = dc[j] * c_prev[j] * (f * (one - f))
-        dgates[2 * H + j] = dc[j] * i * (one - g * g)
+    for j in range(H):
+        g = gates[2 * H + j]
+        dgates[2 * H + j] = dc[j] * gates[j] * (one - g * g)
+    for j in range(H):
+        o = gates[3 * H + j]
         dgates[3 * H + j] = dh[j] * tanh_c[j] * (o * (one - o))
     for j in range(H):
         # (3) the cell gradient carried to step t - 1.
@@ -95,7 +142,7 @@ def _backward_row(dy, gates, c_prev, tanh_c, dh, dc, dgates):
 @njit(**JIT)
 def backward_rows(lo, hi, blas, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc):
     """The whole backward time loop for the batch rows ``lo:hi``; the products ``dG[t] @ w_hh``
-    through BLAS when ``blas``, else by hand."""
+    through BLAS when ``blas``, else through the panel kernel."""
     T = dG.shape[0]
     product = np.empty((hi - lo if blas else 0, dh.shape[1]), dtype=dh.dtype)  # this thread's own
     for t in range(T - 1, -1, -1):
@@ -109,3 +156,41 @@ def backward_rows(lo, hi, blas, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens
         # dh[lo:hi] += dG[t, lo:hi] @ w_hh: the whole gradient for active rows (zeroed
         # above); a finished row's dG is zero, so it keeps its dh.
         matmul_add(blas, dG[t], w_hh, w_hh, dh, lo, hi, product)
+
+
+@njit(**JIT)
+def backward_unit_step(i, part, units, w_parts, own, dG, dy, gates, c_all, tanh_c_all, c0, lens, dh, dc):
+    """Step ``t = T - 1 - i`` of the backward loop for the units of ``part`` (see
+    :func:`forward_unit_step`): the elementwise pass of its units, which fills their four
+    columns of ``dG[t]``; then, once the other part has filled its own (the product reads
+    the whole of ``dG[t]``, so this comes first in the next call), its units of ``dh``. A
+    call with ``i = T`` does only the last product.
+
+    ``w_parts[part]`` holds ``w_hh[:, units]`` (flat, C-contiguous) and ``own[part]`` the
+    part's work buffers: its units of ``dh`` (B, n), then its gates and their gradients.
+    """
+    T, B, _ = dG.shape
+    H = dh.shape[1]
+    u0, u1 = units[part, 0], units[part, 1]
+    n = u1 - u0
+    dh_own = own[part, : B * n].reshape(B, n)
+    g_own, d_own = own[part, B * n : B * n + 4 * n], own[part, B * n + 4 * n : B * n + 8 * n]
+    if i > 0:
+        # dh_own += dG[t + 1] @ w_hh[:, u0:u1]
+        panel_matmul_add(dG[T - i], w_parts[part, : 4 * H * n].reshape(4 * H, n), False, dh_own, 0, B)
+    if i == T:
+        dh[:, u0:u1] = dh_own
+        return
+    t = T - 1 - i
+    for b in range(B):
+        if t >= lens[b]:
+            for q in range(4):
+                dG[t, b, q * H + u0 : q * H + u1] = 0
+            continue
+        c_prev = c_all[t - 1, b, u0:u1] if t > 0 else c0[b, u0:u1]
+        for q in range(4):
+            g_own[q * n : (q + 1) * n] = gates[t, b, q * H + u0 : q * H + u1]
+        _backward_row(dy[t, b, u0:u1], g_own, c_prev, tanh_c_all[t, b, u0:u1], dh_own[b], dc[b, u0:u1], d_own)
+        for q in range(4):
+            dG[t, b, q * H + u0 : q * H + u1] = d_own[q * n : (q + 1) * n]
+        dh_own[b] = 0

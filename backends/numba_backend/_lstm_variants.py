@@ -61,7 +61,8 @@ def forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, p, coupled, w_hr, w_hr_t, 
 
     ``G`` holds ``x W_ih^T`` and receives the activated gates; ``m`` (B, H) and ``h_new``
     (B, P) are work buffers whose rows ``lo:hi`` belong to this call. Products go through
-    BLAS when ``blas``, else by hand over ``w_hh_t`` and ``w_hr_t`` (C-contiguous transposes).
+    BLAS when ``blas``, else the panel kernel over ``w_hh_t`` and ``w_hr_t`` (packed panels of
+    the transposes).
     """
     T = G.shape[0]
     project = w_hr.shape[0] > 0
@@ -131,7 +132,7 @@ def backward_rows(lo, hi, blas, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, p, c
 
     With a projection, ``dh_all`` (T, B, P) receives the total gradient of ``h`` at every step
     (for ``dw_hr`` after the loop) and ``dm`` (B, H) is a work buffer; products go through
-    BLAS when ``blas``, else by hand.
+    BLAS when ``blas``, else the panel kernel.
     """
     T = dG.shape[0]
     project = w_hr.shape[0] > 0

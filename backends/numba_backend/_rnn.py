@@ -11,8 +11,8 @@ from ._products import matmul_add
 @njit(**JIT)
 def forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, relu, h, lens, y, k):
     """The whole forward time loop for the batch rows ``lo:hi``: ``G`` holds ``x W_ih^T`` and
-    receives the activations. Products go through BLAS when ``blas``, else by hand over
-    ``w_hh_t``, a C-contiguous ``w_hh.T``."""
+    receives the activations. Products go through BLAS when ``blas``, else the panel kernel
+    over ``w_hh_t``, the packed panels of ``w_hh.T``."""
     T, _, H = G.shape
     zero = G.dtype.type(0)
     product = np.empty((hi - lo if blas else 0, H), dtype=G.dtype)  # this thread's own
@@ -38,7 +38,7 @@ def forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, relu, h, lens, y, k):
 @njit(**JIT)
 def backward_rows(lo, hi, blas, dG, dy, act, w_hh, relu, lens, dh):
     """The whole backward time loop for the batch rows ``lo:hi``: per step the activation's
-    derivative and ``dh = dG[t] @ w_hh`` (BLAS when ``blas``, else by hand)."""
+    derivative and ``dh = dG[t] @ w_hh`` (BLAS when ``blas``, else the panel kernel)."""
     T, _, H = dG.shape
     one, zero = dh.dtype.type(1), dh.dtype.type(0)
     product = np.empty((hi - lo if blas else 0, H), dtype=dh.dtype)  # this thread's own

@@ -1,0 +1,165 @@
+"""Two threads sharing one time loop, step by step (a batch too small to cut into chunks,
+whose units are split instead): :func:`run_team`.
+
+The calling thread leads: it publishes each step's number, both threads run their part of
+the step, and the leader waits for the other's part before the next step. Each side spins
+briefly, then gives its core away at every further poll, so that a thread whose partner
+was descheduled on a busy machine does not hold a core. When the leader has had to give
+its core away waiting for the other thread more than :data:`MAX_LATE` times (more busy
+threads than cores: every step then costs a trip through the scheduler), it stops the
+other thread and runs the remaining steps, both parts, alone.
+
+Numba has no atomics built in: :func:`atomic_load` and :func:`atomic_store` emit LLVM's
+sequentially consistent atomic load and store of an int64 array's element.
+"""
+
+import sys
+import time
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+from ._activations import JIT
+
+#: Polls of a wait before it gives the core away (an atomic load each: 50-150 us, several steps).
+SPINS = 2**16
+#: Waits for the other thread that may give the core away before the leader goes alone.
+MAX_LATE = 4
+# Slots of ``progress``: the step the other thread may run (STOP: none, it returns), and
+# the steps it has finished.
+START, DONE, STOP = 0, 1, -1
+
+
+def new_progress():
+    """The ``progress`` array of one :func:`run_team` call."""
+    return np.zeros(2, dtype=np.int64)
+
+
+@njit(**JIT)
+def run_team(me, n_steps, step, args, progress):
+    """``step(i, part, *args)`` for ``i`` in ``range(n_steps)`` and ``part`` 0 and 1, as
+    thread ``me``: 0 (the leader, the calling thread) runs part 0 of every step and, once
+    it goes alone, part 1 too; 1 runs part 1 of each step the leader allows. Every write
+    of a step is visible to both threads before either starts the next."""
+    late = 0
+    alone = False
+    for i in range(n_steps):
+        if me == 1 and not _wait(progress, START, i):
+            return
+        if me == 0 and not alone:
+            atomic_store(progress, START, i)
+        for part in range(me, 2 if alone else me + 1):  # one call site: compiled once
+            step(i, part, *args)
+        if me == 1:
+            atomic_store(progress, DONE, i + 1)
+        elif not alone and not _wait(progress, DONE, i + 1):
+            late += 1
+            if late > MAX_LATE:
+                alone = True
+                atomic_store(progress, START, STOP)
+
+
+@njit(**JIT)
+def _wait(progress, slot, value):
+    """Waits until ``progress[slot]`` is ``value`` or more, or STOP; returns False on STOP,
+    and, for the DONE slot, whether the wait never had to give the core away."""
+    spins = 0
+    while True:
+        seen = atomic_load(progress, slot)
+        if seen == STOP:
+            return False
+        if seen >= value:
+            return slot == START or spins <= SPINS
+        spins += 1
+        if spins > SPINS:
+            yield_cpu()
+
+
+def atomic_load(a, i):
+    """``a[i]`` read atomically (``a`` an int64 array). This Python body runs under
+    ``NUMBA_DISABLE_JIT=1`` (the GIL orders it); compiled code uses :func:`_atomic_load`."""
+    return a[i]
+
+
+def atomic_store(a, i, value):
+    """``a[i] = value`` written atomically; see :func:`atomic_load`."""
+    a[i] = value
+
+
+def yield_cpu():
+    """Gives the core to another thread that is ready to run, if any. In Python this also
+    releases the GIL, without which the partner could not advance; compiled code calls the
+    C library's ``sched_yield`` (``SwitchToThread`` on Windows) directly."""
+    time.sleep(0)
+
+
+@overload(atomic_load)
+def _atomic_load_compiled(a, i):
+    return lambda a, i: _atomic_load(a, i)
+
+
+@overload(atomic_store)
+def _atomic_store_compiled(a, i, value):
+    return lambda a, i, value: _atomic_store(a, i, value)
+
+
+@overload(yield_cpu)
+def _yield_cpu_compiled():
+    return lambda: _yield_cpu()
+
+
+def _element_pointer(context, builder, array_type, array, index):
+    """The address of ``array[index]`` (a 1-D C-contiguous array)."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [index])
+
+
+def _check(a, i):
+    return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.int64 and isinstance(
+        i, types.Integer
+    )
+
+
+@intrinsic
+def _atomic_load(typingctx, a, i):
+    """``load atomic i64 seq_cst`` of ``a[i]``."""
+    if not _check(a, i):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, a, args[0], args[1])
+        return builder.load_atomic(pointer, "seq_cst", 8)
+
+    return types.int64(a, i), codegen
+
+
+@intrinsic
+def _atomic_store(typingctx, a, i, value):
+    """``store atomic i64 seq_cst`` of ``value`` to ``a[i]``."""
+    if not (_check(a, i) and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, a, args[0], args[1])
+        value = context.cast(builder, args[2], signature.args[2], types.int64)
+        builder.store_atomic(value, pointer, "seq_cst", 8)
+        return context.get_dummy_value()
+
+    return types.none(a, i, value), codegen
+
+
+@intrinsic
+def _yield_cpu(typingctx):
+    """A call of the C library's ``sched_yield`` (``SwitchToThread`` on Windows), resolved
+    by name when the code is loaded, so that the kernels stay cacheable."""
+
+    def codegen(context, builder, signature, args):
+        name = "SwitchToThread" if sys.platform == "win32" else "sched_yield"
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []), name)
+        builder.call(function, [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
