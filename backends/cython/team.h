@@ -5,9 +5,13 @@
  *
  * A step takes microseconds, so each side spins briefly for the other; then it sleeps (a
  * futex on Linux, else it yields the core), so that a thread whose partner was descheduled
- * on a busy machine does not hold a core. When the caller has had to sleep for the worker
- * a few times (more busy threads than cores: each step then costs a trip through the
- * scheduler), the team stops and the remaining steps run on the caller alone.
+ * on a busy machine does not hold a core. A step is late when the caller, its own part
+ * done, waits for the worker longer than its part took, plus LSTMCPU_TEAM_SLACK: the worker
+ * did not merely run a little slower, it lost its core. After a few late steps (more busy
+ * threads than cores: each step then costs a trip through the scheduler) the team stops
+ * and the remaining steps run on the caller alone. (Counting every wait that went to sleep
+ * instead stopped the team of long steps, whose halves differ by more than a spin: the
+ * large preset's 2-thread forward ran at 1-thread speed, 694 ms, against 509 ms.)
  */
 #ifndef LSTMCPU_TEAM_H
 #define LSTMCPU_TEAM_H
@@ -15,6 +19,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
 #if defined(__linux__)
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -26,7 +31,7 @@ typedef void (*lstmcpu_step_fn)(void *arg, int part, int parts);
 typedef struct {
     pthread_t thread;
     int started;               /* whether the worker runs */
-    int late;                  /* steps for which the caller slept waiting for the worker */
+    int late;                  /* late steps (see above) */
     lstmcpu_step_fn run;
     void *arg;                 /* the step's arguments: written by the caller between steps */
     atomic_int start, done;    /* steps published and finished; start < 0 stops the worker */
@@ -36,16 +41,25 @@ typedef struct {
 
 /* Pauses (some tens of cycles each) before a wait goes to sleep. */
 #define LSTMCPU_SPINS 2000
-/* Steps the caller may sleep through waiting for the worker before the team stops. */
+/* Late steps after which the team stops, and the wait beyond the caller's own part (in
+ * seconds) that makes a step late. */
 #define LSTMCPU_TEAM_MAX_LATE 4
+#define LSTMCPU_TEAM_SLACK 50e-6
 
-/* Wait until *x == want (or *x < 0); returns whether the wait went to sleep. */
-static int lstmcpu_wait_for(atomic_int *x, atomic_int *sleepers, int want)
+static double lstmcpu_seconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec + 1e-9 * now.tv_nsec;
+}
+
+/* Wait until *x == want (or *x < 0). */
+static void lstmcpu_wait_for(atomic_int *x, atomic_int *sleepers, int want)
 {
     for (int spins = 0;; spins++) {
         int v = atomic_load_explicit(x, memory_order_acquire);
         if (v == want || v < 0)
-            return spins > LSTMCPU_SPINS;
+            return;
         if (spins < LSTMCPU_SPINS) {
 #if defined(__x86_64__) || defined(__i386__)
             __builtin_ia32_pause();
@@ -120,9 +134,13 @@ static void lstmcpu_team_step(lstmcpu_team *t)
         return;
     }
     const int step = atomic_load_explicit(&t->start, memory_order_relaxed) + 1;
+    const double start = lstmcpu_seconds();
     lstmcpu_publish(&t->start, &t->start_sleepers, step);
     t->run(t->arg, 0, 2);
-    if (lstmcpu_wait_for(&t->done, &t->done_sleepers, step) && ++t->late >= LSTMCPU_TEAM_MAX_LATE)
+    const double own_done = lstmcpu_seconds();
+    lstmcpu_wait_for(&t->done, &t->done_sleepers, step);
+    const double waited = lstmcpu_seconds() - own_done;
+    if (waited > own_done - start + LSTMCPU_TEAM_SLACK && ++t->late >= LSTMCPU_TEAM_MAX_LATE)
         lstmcpu_team_stop(t);
 }
 
