@@ -20,7 +20,7 @@ INPUT_CHUNK_ROWS = 1024
 # pay for its two hand-offs between cores (about a microsecond), from this many
 # multiply-adds per step of the recurrent product (a single sequence with H = 128, w_hh of
 # 256 KiB in float32), and when the batch splits: one sequence (its units are split) or at
-# least 8 (blocks of 4 sequences are split).
+# least 8 (whole blocks of the panel kernel, 8 sequences on AVX-512 CPUs, are split).
 TWO_THREADS_MIN_MACS = 4 * 128 * 128
 
 def step_threads(B, H, need_cache):
