@@ -573,17 +573,31 @@ def _blas_limit(n_threads):
 # 20 steps; over 100 steps (`--hidden 256 --batch 1 --steps 100`, same load) the forward
 # ties (1.04) and training is ahead (0.89), and only the panel kernel can split a step
 # between threads. (Measured on the LSTM; the other cells use the same rule.)
+# Small weights (H below 64 in float32) are another case: with H=32 (the demo's LSTM, T=52,
+# float32, 1 thread, interleaved medians of 25, load 0.6-1) the panel kernel led up to 24
+# rows (B=16: 0.46 ms forward against 0.55 by BLAS) and fell far behind from 28 (B=32: 1.82
+# against 1.03; B=64: 3.00 against 1.82), which made the demo's Numba epoch 104 ms against
+# 64 with BLAS at those sizes.
 #: Largest batch chunk whose recurrent products go through the panel kernel rather than
-#: BLAS, for weights of at most :data:`L2_WEIGHTS` bytes; an eighth of it beyond.
+#: BLAS, for weights of :data:`SMALL_WEIGHTS` to :data:`L2_WEIGHTS` bytes; an eighth of it
+#: beyond, a quarter below.
 SMALL_BATCH = 64
 #: Bytes of a recurrent weight matrix up to which it stays in this CPU's L2 during a step.
 L2_WEIGHTS = 2**20
+#: Bytes of a recurrent weight matrix below which a quarter of SMALL_BATCH rows is the limit.
+SMALL_WEIGHTS = 2**16
 
 
-def use_blas(B, n_chunks=1, weight_bytes=0):
+def use_blas(B, n_chunks=1, weight_bytes=SMALL_WEIGHTS):
     """True when the recurrent products of a batch of ``B`` rows, cut into ``n_chunks``
     chunks, with a weight matrix of ``weight_bytes``, should go to BLAS rather than the
     panel kernel: chunks of more than :data:`SMALL_BATCH` rows (an eighth of it for weights
-    larger than :data:`L2_WEIGHTS`)."""
-    limit = SMALL_BATCH if weight_bytes <= L2_WEIGHTS else SMALL_BATCH // 8
+    larger than :data:`L2_WEIGHTS`, a quarter for weights smaller than
+    :data:`SMALL_WEIGHTS`)."""
+    if weight_bytes > L2_WEIGHTS:
+        limit = SMALL_BATCH // 8
+    elif weight_bytes < SMALL_WEIGHTS:
+        limit = SMALL_BATCH // 4
+    else:
+        limit = SMALL_BATCH
     return -(-B // n_chunks) > limit
