@@ -19,8 +19,9 @@ limit allows two and the steps are long enough). The forward products run in
 ``lstm_step.h`` with no BLAS call: the input projection and, for batches of more than one,
 the per-step product are register-blocked kernels over ``w_ih`` and ``w_hh`` packed once
 per call (``lstm_panel.h``); a single sequence takes the fused step of ``lstm_fused.h`` on
-``w_hh`` packed for it, once per call. The backward steps of a batch run there too (the panel kernel on
-``w_hh.T``); a single sequence's take the hand-written kernels of ``recurrent.h``; the
+``w_hh`` (packed for it once per call when the sequence is long enough). The backward steps
+of a batch run there too (the panel kernel on ``w_hh.T``); a single sequence's take the
+hand-written kernels of ``recurrent.h``; the
 gradients after the loop are BLAS GEMMs (``_loops.pxd``), split in halves over the two
 threads, each on one BLAS thread. The states do not depend on the number of threads; the
 gradients only by the rounding of those GEMMs.
@@ -241,15 +242,15 @@ def _forward_loop(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef lstmcpu_team team
     cdef lstm_forward_args a
     with nogil:
+        a.wide = LSTMCPU_HAS_AVX512()  # read once: the packing and the steps must agree
         _pack(4 * H, I, &w_ih[0, 0], &w_ih_panels[0])
         if B > 1:
             _pack(4 * H, H, &w_hh[0, 0], &w_hh_packed[0])
         elif w_hh_packed is not None:
-            _pack_fused(H, &w_hh[0, 0], LSTMCPU_HAS_AVX512(), &w_hh_packed[0])
+            _pack_fused(H, &w_hh[0, 0], a.wide, &w_hh_packed[0])
         a.f64, a.B, a.H, a.n_in = sizeof(floating) == sizeof(double), B, H, I
         a.w_hh = &w_hh[0, 0] if B == 1 else &w_hh_packed[0]
         a.w_hh_fused = &w_hh_packed[0] if B == 1 and w_hh_packed is not None else NULL
-        a.wide = LSTMCPU_HAS_AVX512()
         a.w_ih_panels, a.bias = &w_ih_panels[0], &b[0]
         a.lengths = &lengths[0] if masked else NULL
         lstmcpu_team_start(&team, lstm_step_run, &a, threads)

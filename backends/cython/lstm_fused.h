@@ -81,34 +81,29 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
         for (int j = 0; j < L; j++)                                                        \
             acc[j] = (V){0};                                                               \
         ptrdiff_t k = 0;                                                                   \
-        if (p == NULL) {                                                                   \
-            for (; k + L <= K; k += L) {                                                   \
-                const V hv = *(const V *)(h + k);                                          \
+        if (p != NULL && wide && K >= 2 * L) {                                             \
+            VW sums[L];                                                                    \
+            for (int j = 0; j < L; j++)                                                    \
+                sums[j] = (VW){0};                                                         \
+            for (; k + 2 * L <= K; k += 2 * L, p += 2 * L * L) {                           \
+                const VW hv = *(const VW *)(h + k);                                        \
                 for (int j = 0; j < L; j++)                                                \
-                    acc[j] += *(const V *)(w + j * K + k) * hv;                            \
+                    sums[j] += *(const VW *)(p + j * 2 * L) * hv;                          \
             }                                                                              \
-        } else {                                                                           \
-            if (wide && K >= 2 * L) {                                                      \
-                VW sums[L];                                                                \
-                for (int j = 0; j < L; j++)                                                \
-                    sums[j] = (VW){0};                                                     \
-                for (; k + 2 * L <= K; k += 2 * L, p += 2 * L * L) {                       \
-                    const VW hv = *(const VW *)(h + k);                                    \
-                    for (int j = 0; j < L; j++)                                            \
-                        sums[j] += *(const VW *)(p + j * 2 * L) * hv;                      \
-                }                                                                          \
-                for (int j = 0; j < L; j++) {                                              \
-                    V lo, hi;                                                              \
-                    memcpy(&lo, &sums[j], sizeof lo);                                      \
-                    memcpy(&hi, (const char *)&sums[j] + sizeof lo, sizeof hi);            \
-                    acc[j] = lo + hi;                                                      \
-                }                                                                          \
+            for (int j = 0; j < L; j++) {                                                  \
+                V lo, hi;                                                                  \
+                memcpy(&lo, &sums[j], sizeof lo);                                          \
+                memcpy(&hi, (const char *)&sums[j] + sizeof lo, sizeof hi);                \
+                acc[j] = lo + hi;                                                          \
             }                                                                              \
-            for (; k + L <= K; k += L, p += L * L) {                                       \
-                const V hv = *(const V *)(h + k);                                          \
-                for (int j = 0; j < L; j++)                                                \
-                    acc[j] += *(const V *)(p + j * L) * hv;                                \
-            }                                                                              \
+        }                                                                                  \
+        /* groups of L columns: packed, L x L blocks in a row; in place, rows K apart */     \
+        const T *q = p != NULL ? p : w + k;                                                \
+        const ptrdiff_t row = p != NULL ? L : K, group = p != NULL ? L * L : L;            \
+        for (; k + L <= K; k += L, q += group) {                                           \
+            const V hv = *(const V *)(h + k);                                              \
+            for (int j = 0; j < L; j++)                                                    \
+                acc[j] += *(const V *)(q + j * row) * hv;                                  \
         }                                                                                  \
         lstmcpu_row_sums_##SUFFIX(acc, out);                                               \
         for (; k < K; k++)                                                                 \

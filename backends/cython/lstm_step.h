@@ -3,11 +3,12 @@
  * backward step for a batch (gate pass and dh += dG @ w_hh).
  *
  * No BLAS call runs inside the loops: a batch of one takes the fused kernel of
- * lstm_fused.h on a copy of w_hh packed for it; larger batches and the input projection take the panel
- * kernel of lstm_panel.h on copies of w_hh (w_hh.T backward) and w_ih packed once per
- * call. Two threads split a step's units (batch 1) or its sequences (rows, in whole
- * blocks of the panel kernel), and the rows of a projection; every output is computed as
- * on one thread, so results do not depend on the number of threads. Backward, a single
+ * lstm_fused.h on w_hh (packed for it once per call when the sequence is long enough);
+ * larger batches and the input projection take the panel kernel of lstm_panel.h on copies
+ * of w_hh (w_hh.T backward) and w_ih packed once per call. Two threads split a step's
+ * units (batch 1) or its sequences (rows, in whole blocks of the panel kernel), and the
+ * rows of a projection; every output is computed as on one thread, so results do not
+ * depend on the number of threads. Backward, a single
  * sequence takes the kernels of recurrent.h, its units split the same way.
  */
 #ifndef LSTMCPU_LSTM_STEP_H
