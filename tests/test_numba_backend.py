@@ -119,6 +119,56 @@ def test_panel_kernel_is_exact_in_any_blocking(dtype, B, K, N):
     np.testing.assert_array_equal(product(products.pack_panels(w), [0, B // 2, B - 1, B]), packed)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("H", [1, 7, 8, 16, 17, 64, 75])
+@pytest.mark.parametrize("store", [True, False], ids=["store", "no-store"])
+def test_vectorised_gate_pass_matches_its_python_source(dtype, H, store):
+    """The LSTM gate pass, emitted as IR in 512-bit vectors (the last one masked), gives
+    what its Python source gives with the scalar activations, to an ulp, for
+    pre-activations from tiny to huge; without ``store`` it leaves ``c_out`` and
+    ``tanh_c_out`` alone, and it writes nothing past the ends of its rows."""
+    from numba import njit
+
+    from lstmcpu.backends.numba_backend._lstm_gates import gate_row
+
+    @njit
+    def compiled(*args):
+        gate_row(*args)
+
+    rng = np.random.default_rng(H)
+    scale = np.array([1e-30, 1e-3, 1.0, 5.0, 30.0, 1e4])[rng.integers(0, 6, 5 * H)]
+    values = (rng.standard_normal(5 * H) * scale).astype(dtype)
+    k = activations.constants(np.dtype(dtype))
+    results = []
+    for run in (compiled, gate_row):
+        # Each row sits in a longer array whose ends must stay untouched.
+        padded = {name: np.full(n + 2, 7.0, dtype=dtype) for name, n in
+                  [("gates", 4 * H), ("bias", 4 * H), ("h", H), ("c", H), ("y", H), ("c_out", H), ("tanh_c", H)]}
+        rows = {name: a[1:-1] for name, a in padded.items()}
+        rows["gates"][:] = values[: 4 * H]
+        rows["bias"][:] = rng.standard_normal(4 * H) if run is compiled else results[0]["bias"]
+        rows["c"][:] = values[4 * H :]
+        rows["h"][:] = 0
+        run(rows["gates"], rows["bias"], rows["h"], rows["c"], rows["y"], rows["c_out"], rows["tanh_c"], store, k)
+        for name, a in padded.items():
+            assert a[0] == a[-1] == 7, name
+        results.append({name: a.copy() for name, a in rows.items()})
+    got, want = results
+    ulp = np.finfo(dtype).eps
+    np.testing.assert_allclose(got["gates"], want["gates"], rtol=2 * ulp, atol=0)
+    # c = f c + i g: one fused multiply-add against two roundings in NumPy, which differ by
+    # an ulp of the terms, not of c where they cancel; tanh(c) and h inherit that.
+    i, f, g = want["gates"].astype(np.float64).reshape(4, H)[:3]
+    terms = np.abs(f * values[4 * H :]) + np.abs(i * g)
+    for name in ("h", "c", "y") + (("c_out", "tanh_c") if store else ()):
+        assert np.isfinite(got[name]).all(), name
+        bound = 2 * ulp * (np.abs(want[name]) + terms)
+        assert (np.abs(got[name] - want[name]) <= bound).all(), name
+    if not store:
+        assert (got["c_out"] == 7).all() and (got["tanh_c"] == 7).all()
+    np.testing.assert_array_equal(got["y"], got["h"])
+
+
 @pytest.mark.parametrize("variant_id", list(VARIANTS))
 @pytest.mark.parametrize("route", ["panel", "blas"])
 def test_saturated_gates_stay_finite_on_both_routes(monkeypatch, variant_id, route):

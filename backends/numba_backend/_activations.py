@@ -1,5 +1,6 @@
 """Compiled activations shared by every cell: ``exp``, sigmoid and tanh from arithmetic alone,
-so that the loops calling them vectorise, and the options every kernel compiles with."""
+so that the loops calling them vectorise, the same operations emitted on LLVM vectors for the
+IR kernels (:class:`VectorActivations`), and the options every kernel compiles with."""
 
 import functools
 import math
@@ -80,6 +81,52 @@ def tanh(v, k):
     t = one_minus_z / (k[0] + z)
     return t if v >= 0 else -t
 
+
+class VectorActivations:
+    """:func:`exp_neg`, :func:`sigmoid` and :func:`tanh` on LLVM vectors, for the kernels
+    written as IR: the same operations in the same order, each multiply-add that LLVM fuses
+    in the scalar functions a fused multiply-add here, so both give the same results.
+
+    ``vectors`` is the :class:`~._vectors.VectorBuilder` of the kernel's dtype.
+    """
+
+    def __init__(self, vectors):
+        self.v = v = vectors
+        dtype = np.float32 if v.itemsize == 4 else np.float64
+        self.k = [v.splat(float(value)) for value in constants(dtype)]
+        int_type = ir.IntType(8 * v.itemsize)
+        self._int_vector = ir.VectorType(int_type, v.lanes)
+        self._bias = v.splat(ir.Constant(int_type, 127 if v.itemsize == 4 else 1023))
+        self._mantissa = v.splat(ir.Constant(int_type, 23 if v.itemsize == 4 else 52))
+
+    def exp_neg(self, y):
+        """``(exp(-y), 1 - exp(-y))`` for ``y >= 0`` (see :func:`exp_neg`)."""
+        builder, v, k = self.v.builder, self.v, self.k
+        y = builder.select(builder.fcmp_ordered("<", k[1], y), k[1], y)  # min(y, 80), NaN kept
+        nf = v.floor(v.fma(y, k[2], k[5]))
+        negative = builder.fneg(nf)
+        r = v.fma(negative, k[4], v.fma(negative, k[3], y))
+        p = k[6]
+        for coefficient in k[7:]:
+            p = v.fma(p, r, coefficient)
+        p = builder.fmul(p, r)
+        # 2**-n: exponent field bias - n, zero mantissa (see _pow2_neg_bits)
+        n = builder.fptosi(nf, self._int_vector)
+        s = builder.bitcast(builder.shl(builder.sub(self._bias, n), self._mantissa), v.vector)
+        return v.fma(s, p, s), v.fma(builder.fneg(s), p, builder.fsub(k[0], s))
+
+    def sigmoid(self, x):
+        builder = self.v.builder
+        z, _ = self.exp_neg(self.v.fabs(x))
+        s = builder.fdiv(self.k[0], builder.fadd(self.k[0], z))
+        return builder.select(builder.fcmp_ordered(">=", x, self.v.zero), s, builder.fmul(z, s))
+
+    def tanh(self, x):
+        builder = self.v.builder
+        a = self.v.fabs(x)
+        z, one_minus_z = self.exp_neg(builder.fadd(a, a))
+        t = builder.fdiv(one_minus_z, builder.fadd(self.k[0], z))
+        return builder.select(builder.fcmp_ordered(">=", x, self.v.zero), t, builder.fneg(t))
 
 
 

@@ -4,38 +4,9 @@ call; :mod:`._lstm_variants` has peephole, coupled gates and projection."""
 import numpy as np
 from numba import njit
 
-from ._activations import JIT, sigmoid, tanh
+from ._activations import JIT
+from ._lstm_gates import gate_row
 from ._products import matmul_add, panel_matmul_add
-
-
-@njit(**JIT)
-def _gate_row(gates, bias, h, c, y, c_out, tanh_c_out, store, k):
-    """Fused pass over one batch row at one step.
-
-    ``gates`` (4H,) holds ``x W_ih^T + h W_hh^T``; with ``bias`` added it receives the
-    activations i, f, g, o (the cache). Updates ``h`` and ``c`` in place, writes ``h`` to
-    ``y`` and ``tanh(c)`` to ``tanh_c_out``; when ``store``, also ``c`` to ``c_out``. Each
-    loop touches few arrays so that LLVM vectorises it; the arrays must not overlap (or the
-    vectorised loops fall back to scalar code).
-    """
-    H = h.shape[0]
-    # Loops start at 0 and add offsets: a loop from 2H would not vectorise, as Numba could
-    # not tell that its index is never negative.
-    for j in range(2 * H):
-        gates[j] = sigmoid(gates[j] + bias[j], k)  # i, f
-    for j in range(H):
-        gates[2 * H + j] = tanh(gates[2 * H + j] + bias[2 * H + j], k)  # g
-    for j in range(H):
-        gates[3 * H + j] = sigmoid(gates[3 * H + j] + bias[3 * H + j], k)  # o
-    for j in range(H):
-        c[j] = gates[H + j] * c[j] + gates[j] * gates[2 * H + j]  # c = f c + i g
-    for j in range(H):
-        tanh_c_out[j] = tanh(c[j], k)
-    for j in range(H):
-        h[j] = gates[3 * H + j] * tanh_c_out[j]  # h = o tanh(c)
-        y[j] = h[j]
-    if store:
-        c_out[:] = c
 
 
 @njit(**JIT)
@@ -65,7 +36,7 @@ def forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, h, c, lens, y, c_all, tanh
         for b in range(lo, hi):
             c_out, tanh_c_out = (c_all[t, b], tanh_c_all[t, b]) if store else (scratch, scratch)
             if t < lens[b]:
-                _gate_row(G[t, b], bias, h[b], c[b], y[t, b], c_out, tanh_c_out, store, k)
+                gate_row(G[t, b], bias, h[b], c[b], y[t, b], c_out, tanh_c_out, store, k)
             else:
                 padding_row(c[b], y[t, b], c_out, tanh_c_out, store)
 
@@ -104,7 +75,7 @@ def forward_unit_step(t, part, units, panels, biases, gates, G, h_steps, c, lens
             h_next[b, u0:u1] = h[b, u0:u1]
             padding_row(c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store)
             continue
-        _gate_row(own[b], bias, h_next[b, u0:u1], c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store, k)
+        gate_row(own[b], bias, h_next[b, u0:u1], c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store, k)
         for q in range(4):  # the activated gates, for the cache
             G[t, b, q * H + u0 : q * H + u1] = own[b, q * n : (q + 1) * n]
 
@@ -113,8 +84,8 @@ def forward_unit_step(t, part, units, panels, biases, gates, G, h_steps, c, lens
 def _backward_row(dy, gates, c_prev, tanh_c, dh, dc, dgates):
     """Elementwise backward of one active row at one step: fills ``dgates`` and turns
     ``dc`` into the cell gradient carried to the step before. One loop per gate block
-    written, as in :func:`_gate_row`, so that each vectorises (one loop over the four
-    blocks ran 10-15% slower at H=64, float32)."""
+    written, so that each vectorises (one loop over the four blocks ran 10-15% slower at
+    H=64, float32)."""
     H = dh.shape[0]
     one = dh.dtype.type(1)
     for j in range(H):

@@ -19,17 +19,13 @@ and kept the accumulators in memory (2 GFLOP/s against 70-86 for the IR, float32
 """
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from lstmcpu._buffers import BUFFERS
 
 from ._activations import JIT
-
-#: Bytes of one vector register the panel kernel is written for (AVX-512); a panel is two.
-VECTOR_BYTES = 64
+from ._vectors import VECTOR_BYTES, VectorBuilder, array_data, array_shape
 
 
 def panel_width(dtype):
@@ -114,26 +110,12 @@ def _panel_block_ir(typingctx, rows, count, m, first, row_step, panel_step, A, r
     def codegen(context, builder, signature, args):
         R, Q = rows.literal_value, count.literal_value
         m_arg, first_arg, row_arg, panel_arg, a_arg, row, out_arg, col = args[2:]
-        scalar = context.get_value_type(dtype)
-        itemsize = context.get_abi_sizeof(scalar)
-        L = VECTOR_BYTES // itemsize
-        vector = ir.VectorType(scalar, L)
-        intp = context.get_value_type(types.intp)
-
-        def const(value):
-            return ir.Constant(intp, value)
-
-        def at(base, *elements):  # base + sum(elements) elements, as a pointer to the scalar
-            total = elements[0]
-            for offset in elements[1:]:
-                total = builder.add(total, offset)
-            return cgutils.pointer_add(builder, base, builder.mul(total, const(itemsize)), scalar.as_pointer())
-
-        m_data = context.make_array(m)(context, builder, m_arg).data
-        a_arr = context.make_array(A)(context, builder, a_arg)
-        out_arr = context.make_array(out)(context, builder, out_arg)
-        K = cgutils.unpack_tuple(builder, a_arr.shape, 2)[1]
-        out_width = cgutils.unpack_tuple(builder, out_arr.shape, 2)[1]
+        v = VectorBuilder(context, builder, dtype)
+        L, const = v.lanes, v.const
+        m_data = array_data(context, builder, m, m_arg)
+        a_data, out_data = array_data(context, builder, A, a_arg), array_data(context, builder, out, out_arg)
+        K = array_shape(context, builder, A, a_arg)[1]
+        out_width = array_shape(context, builder, out, out_arg)[1]
         a_rows = [builder.mul(builder.add(row, const(b)), K) for b in range(R)]
         out_rows = [builder.mul(builder.add(row, const(b)), out_width) for b in range(R)]
         # Piece i = (p, v): vector v of panel p, columns c0 + i L + (0..L-1) of out.
@@ -141,12 +123,8 @@ def _panel_block_ir(typingctx, rows, count, m, first, row_step, panel_step, A, r
         m_piece = [builder.add(first_arg, builder.add(builder.mul(const(i // 2), panel_arg), const(i % 2 * L)))
                    for i in pieces]  # fmt: skip
         out_piece = [builder.add(col, const(i * L)) for i in pieces]
-        lanes = ir.Constant(ir.VectorType(intp, L), list(range(L)))
-        left = _splat(builder, builder.sub(out_width, col), L)
-        masks = [builder.icmp_signed("<", builder.add(lanes, _splat(builder, const(i * L), L)), left) for i in pieces]
-        load, store, fma = _vector_operations(builder, vector, itemsize)
-        zero = ir.Constant(vector, None)
-        start = [load(at(out_arr.data, out_rows[b], out_piece[i]), masks[i], zero) for b in range(R) for i in pieces]
+        masks = [v.mask(out_piece[i], out_width) for i in pieces]
+        start = [v.load(v.element(out_data, out_rows[b], out_piece[i]), masks[i]) for b in range(R) for i in pieces]
 
         # for k in range(K): acc[b, i] = fma(M[k, piece i], A[row + b, k], acc[b, i])
         entry = builder.block
@@ -154,14 +132,14 @@ def _panel_block_ir(typingctx, rows, count, m, first, row_step, panel_step, A, r
         done = builder.append_basic_block("panel.done")
         builder.cbranch(builder.icmp_signed(">", K, const(0)), loop, done)
         builder.position_at_end(loop)
-        k = builder.phi(intp)
-        acc = [builder.phi(vector) for _ in start]
+        k = builder.phi(v.intp)
+        acc = [builder.phi(v.vector) for _ in start]
         m_k = builder.mul(k, row_arg)
-        w = [load(at(m_data, m_k, m_piece[i]), masks[i], zero) for i in pieces]
+        w = [v.load(v.element(m_data, m_k, m_piece[i]), masks[i]) for i in pieces]
         new = []
         for b in range(R):
-            a = _splat(builder, builder.load(at(a_arr.data, a_rows[b], k), align=itemsize), L)
-            new += [fma(w[i], a, acc[b * 2 * Q + i]) for i in pieces]
+            a = v.splat(builder.load(v.element(a_data, a_rows[b], k), align=v.itemsize))
+            new += [v.fma(w[i], a, acc[b * 2 * Q + i]) for i in pieces]
         k_next = builder.add(k, const(1))
         body_end = builder.block
         builder.cbranch(builder.icmp_signed("<", k_next, K), loop, done)
@@ -171,52 +149,16 @@ def _panel_block_ir(typingctx, rows, count, m, first, row_step, panel_step, A, r
             phi.add_incoming(before, entry)
             phi.add_incoming(after, body_end)
         builder.position_at_end(done)
-        results = [builder.phi(vector) for _ in start]
+        results = [builder.phi(v.vector) for _ in start]
         for result, before, after in zip(results, start, new):
             result.add_incoming(before, entry)
             result.add_incoming(after, body_end)
         for index, result in enumerate(results):
             b, i = divmod(index, 2 * Q)
-            store(result, at(out_arr.data, out_rows[b], out_piece[i]), masks[i])
+            v.store(result, v.element(out_data, out_rows[b], out_piece[i]), masks[i])
         return context.get_dummy_value()
 
     return types.none(rows, count, m, first, row_step, panel_step, A, r, out, c0), codegen
-
-
-def _splat(builder, value, lanes):
-    """A vector of ``lanes`` copies of the scalar ``value``."""
-    vector = ir.VectorType(value.type, lanes)
-    single = builder.insert_element(ir.Constant(vector, None), value, ir.Constant(ir.IntType(32), 0))
-    zeros = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-    return builder.shuffle_vector(single, ir.Constant(vector, None), zeros)
-
-
-def _vector_operations(builder, vector, itemsize):
-    """``(load, store, fma)`` of ``vector`` values: LLVM's masked load and store, and its
-    fused multiply-add."""
-    module = builder.module
-    pointer = ir.PointerType(ir.IntType(8))
-    mask = ir.VectorType(ir.IntType(1), vector.count)
-    i32 = ir.IntType(32)
-    suffix = f"v{vector.count}f{8 * itemsize}.p0"
-    load_fn = cgutils.get_or_insert_function(module, ir.FunctionType(vector, [pointer, i32, mask, vector]),
-                                             f"llvm.masked.load.{suffix}")  # fmt: skip
-    store_fn = cgutils.get_or_insert_function(module, ir.FunctionType(ir.VoidType(), [vector, pointer, i32, mask]),
-                                              f"llvm.masked.store.{suffix}")  # fmt: skip
-    fma_fn = cgutils.get_or_insert_function(module, ir.FunctionType(vector, [vector] * 3),
-                                            f"llvm.fma.v{vector.count}f{8 * itemsize}")  # fmt: skip
-    align = ir.Constant(i32, itemsize)
-
-    def load(ptr, lanes, passthru):
-        return builder.call(load_fn, [builder.bitcast(ptr, pointer), align, lanes, passthru])
-
-    def store(value, ptr, lanes):
-        builder.call(store_fn, [value, builder.bitcast(ptr, pointer), align, lanes])
-
-    def fma(a, b, c):
-        return builder.call(fma_fn, [a, b, c])
-
-    return load, store, fma
 
 
 @njit(**JIT)

@@ -1,0 +1,109 @@
+"""The LSTM's gate pass over one batch row at one step, in 512-bit vectors: :func:`gate_row`.
+
+Written as LLVM IR (:func:`_gate_row_ir`) because Numba cannot get there from loops: LLVM
+vectorises them in 256-bit vectors on AVX-512 CPUs (its preferred width, which Numba does
+not let a function change), and one loop per gate block, as vectorisation wants, pays each
+loop's setup per row and step. The IR does one pass over the units, 16 float32 or 8
+float64 at a time, with the four gates, the state update and ``tanh(c)`` in registers.
+Measured on the 2-core Xeon (Emerald Rapids), the pass alone over 32 rows and 5 steps,
+interleaved medians, ns per unit and step, seven Numba loops -> this IR: float32 H=64
+9.2 -> 3.9, H=256 6.4 -> 3.8; float64 H=64 17.6 -> 9.7; and the small preset's Numba
+forward (T=50, B=32, I=32, H=64, float32, 1 thread) 2.10 -> 1.75 ms.
+"""
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
+
+from ._activations import VectorActivations, sigmoid, tanh
+from ._vectors import VectorBuilder, array_data, array_shape
+
+
+def gate_row(gates, bias, h, c, y, c_out, tanh_c_out, store, k):
+    """Gate pass of one batch row at one step.
+
+    ``gates`` (4H,) holds ``x W_ih^T + h W_hh^T``; with ``bias`` added it receives the
+    activations i, f, g, o (the cache). Updates ``h`` and ``c`` in place and writes ``h`` to
+    ``y``; when ``store``, also ``c`` to ``c_out`` and ``tanh(c)`` to ``tanh_c_out``.
+    ``k`` is :func:`~._activations.constants` of the dtype. Arrays of one row must not
+    overlap, except ``c_out`` and ``tanh_c_out`` (not written without ``store``).
+
+    This Python body runs under ``NUMBA_DISABLE_JIT=1``; compiled code runs
+    :func:`_gate_row_ir`, the same operations in vectors.
+    """
+    H = h.shape[0]
+    i = np.array([sigmoid(a, k) for a in gates[:H] + bias[:H]])
+    f = np.array([sigmoid(a, k) for a in gates[H : 2 * H] + bias[H : 2 * H]])
+    g = np.array([tanh(a, k) for a in gates[2 * H : 3 * H] + bias[2 * H : 3 * H]])
+    o = np.array([sigmoid(a, k) for a in gates[3 * H :] + bias[3 * H :]])
+    gates[:] = np.concatenate([i, f, g, o])
+    c[:] = f * c + i * g
+    tanh_c = np.array([tanh(a, k) for a in c])
+    h[:] = o * tanh_c
+    y[:] = h
+    if store:
+        c_out[:] = c
+        tanh_c_out[:] = tanh_c
+
+
+@overload(gate_row)
+def _gate_row_compiled(gates, bias, h, c, y, c_out, tanh_c_out, store, k):
+    return lambda gates, bias, h, c, y, c_out, tanh_c_out, store, k: _gate_row_ir(
+        gates, bias, h, c, y, c_out, tanh_c_out, store
+    )
+
+
+@intrinsic
+def _gate_row_ir(typingctx, gates, bias, h, c, y, c_out, tanh_c_out, store):
+    """:func:`gate_row` as IR: a loop over the units in vectors, the last one masked (so
+    nothing outside the arrays is read or written), every array 1-D and C-contiguous."""
+    arrays = (gates, bias, h, c, y, c_out, tanh_c_out)
+    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays):
+        return None
+    dtype = gates.dtype
+    if dtype not in (types.float32, types.float64) or any(a.dtype != dtype for a in arrays):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = VectorBuilder(context, builder, dtype)
+        act = VectorActivations(v)
+        data = [array_data(context, builder, t, a) for t, a in zip(arrays, args)]
+        gates_p, bias_p, h_p, c_p, y_p, c_out_p, tanh_c_out_p = data
+        H = array_shape(context, builder, h, args[2])[0]
+        keep = v.splat(builder.icmp_unsigned("!=", args[7], ir.Constant(args[7].type, 0)))
+
+        # for j in range(0, H, L): units j .. j + L - 1
+        entry = builder.block
+        loop = builder.append_basic_block("gates.j")
+        done = builder.append_basic_block("gates.done")
+        builder.cbranch(builder.icmp_signed(">", H, v.const(0)), loop, done)
+        builder.position_at_end(loop)
+        j = builder.phi(v.intp)
+        lanes = v.mask(j, H)
+        pre = []
+        for q in range(4):  # i, f, g, o: gates + bias
+            offset = builder.mul(v.const(q), H)
+            pre.append(builder.fadd(v.load(v.element(gates_p, offset, j), lanes),
+                                    v.load(v.element(bias_p, offset, j), lanes)))  # fmt: skip
+        i, f, g, o = act.sigmoid(pre[0]), act.sigmoid(pre[1]), act.tanh(pre[2]), act.sigmoid(pre[3])
+        for q, value in enumerate((i, f, g, o)):
+            v.store(value, v.element(gates_p, builder.mul(v.const(q), H), j), lanes)
+        c_new = v.fma(f, v.load(v.element(c_p, j), lanes), builder.fmul(i, g))  # c = f c + i g
+        tanh_c = act.tanh(c_new)
+        h_new = builder.fmul(o, tanh_c)
+        v.store(c_new, v.element(c_p, j), lanes)
+        v.store(h_new, v.element(h_p, j), lanes)
+        v.store(h_new, v.element(y_p, j), lanes)
+        stored = builder.and_(lanes, keep)
+        v.store(c_new, v.element(c_out_p, j), stored)
+        v.store(tanh_c, v.element(tanh_c_out_p, j), stored)
+        j_next = builder.add(j, v.const(v.lanes))
+        body_end = builder.block
+        builder.cbranch(builder.icmp_signed("<", j_next, H), loop, done)
+        j.add_incoming(v.const(0), entry)
+        j.add_incoming(j_next, body_end)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return types.none(gates, bias, h, c, y, c_out, tanh_c_out, store), codegen

@@ -1,0 +1,105 @@
+"""LLVM IR building blocks for the kernels Numba cannot vectorise well on its own (it has no
+vector types): vectors of one 512-bit register, splats, LLVM's masked loads and stores and
+its fused multiply-add, and array data pointers. Used by the panel kernel
+(:mod:`._products`) and the LSTM gate pass (:mod:`._lstm_gates`)."""
+
+from llvmlite import ir
+from numba.core import cgutils
+
+#: Bytes of the vector registers the IR kernels are written for (AVX-512).
+VECTOR_BYTES = 64
+
+
+class VectorBuilder:
+    """Vector operations on ``builder`` for arrays of the Numba scalar type ``dtype``:
+    vectors of :data:`VECTOR_BYTES` bytes (16 float32, 8 float64)."""
+
+    def __init__(self, context, builder, dtype):
+        self.context, self.builder = context, builder
+        self.scalar = context.get_value_type(dtype)
+        self.itemsize = context.get_abi_sizeof(self.scalar)
+        self.lanes = VECTOR_BYTES // self.itemsize
+        self.vector = ir.VectorType(self.scalar, self.lanes)
+        self.intp = ir.IntType(64)
+        self.zero = ir.Constant(self.vector, None)
+        module, pointer = builder.module, ir.PointerType(ir.IntType(8))
+        mask, i32 = ir.VectorType(ir.IntType(1), self.lanes), ir.IntType(32)
+        suffix = f"v{self.lanes}f{8 * self.itemsize}"
+        self._load = cgutils.get_or_insert_function(
+            module, ir.FunctionType(self.vector, [pointer, i32, mask, self.vector]), f"llvm.masked.load.{suffix}.p0"
+        )
+        self._store = cgutils.get_or_insert_function(
+            module, ir.FunctionType(ir.VoidType(), [self.vector, pointer, i32, mask]), f"llvm.masked.store.{suffix}.p0"
+        )
+        self._intrinsics = {
+            name: cgutils.get_or_insert_function(module, ir.FunctionType(self.vector, [self.vector] * arity),
+                                                 f"llvm.{name}.{suffix}")  # fmt: skip
+            for name, arity in (("fma", 3), ("floor", 1), ("fabs", 1))
+        }
+        self._align = ir.Constant(i32, self.itemsize)
+
+    def const(self, value):
+        """An ``intp`` constant."""
+        return ir.Constant(self.intp, value)
+
+    def splat(self, value):
+        """A vector of copies of ``value``: a float scalar of the dtype (an IR value, or a
+        Python number made a constant), or an integer IR value (a vector of that integer
+        type)."""
+        if not isinstance(value, ir.Value):
+            return ir.Constant(self.vector, [ir.Constant(self.scalar, value)] * self.lanes)
+        return splat(self.builder, value, self.lanes)
+
+    def element(self, data, *offsets):
+        """Pointer to ``data[sum(offsets)]`` (``data`` a pointer to the scalar, the
+        offsets ``intp`` values, in elements)."""
+        builder = self.builder
+        total = offsets[0]
+        for offset in offsets[1:]:
+            total = builder.add(total, offset)
+        return cgutils.pointer_add(builder, data, builder.mul(total, self.const(self.itemsize)),
+                                   self.scalar.as_pointer())  # fmt: skip
+
+    def mask(self, first, end):
+        """The lanes of the vector starting at element ``first`` that lie before ``end``."""
+        lanes = ir.Constant(ir.VectorType(self.intp, self.lanes), list(range(self.lanes)))
+        return self.builder.icmp_signed("<", lanes, self.splat(self.builder.sub(end, first)))
+
+    def load(self, pointer, lanes):
+        """The vector at ``pointer``, its lanes outside the mask ``lanes`` zero (not read)."""
+        return self.builder.call(self._load, [self._bytes(pointer), self._align, lanes, self.zero])
+
+    def store(self, value, pointer, lanes):
+        """Writes the lanes of ``value`` that the mask ``lanes`` selects to ``pointer``."""
+        self.builder.call(self._store, [value, self._bytes(pointer), self._align, lanes])
+
+    def fma(self, a, b, c):
+        """``a * b + c`` with one rounding."""
+        return self.builder.call(self._intrinsics["fma"], [a, b, c])
+
+    def floor(self, a):
+        return self.builder.call(self._intrinsics["floor"], [a])
+
+    def fabs(self, a):
+        return self.builder.call(self._intrinsics["fabs"], [a])
+
+    def _bytes(self, pointer):
+        return self.builder.bitcast(pointer, ir.PointerType(ir.IntType(8)))
+
+
+def splat(builder, value, lanes):
+    """A vector of ``lanes`` copies of the scalar IR value ``value``."""
+    vector = ir.VectorType(value.type, lanes)
+    single = builder.insert_element(ir.Constant(vector, None), value, ir.Constant(ir.IntType(32), 0))
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+    return builder.shuffle_vector(single, ir.Constant(vector, None), zeros)
+
+
+def array_data(context, builder, array_type, value):
+    """Pointer to the first element of the Numba array ``value``."""
+    return context.make_array(array_type)(context, builder, value).data
+
+
+def array_shape(context, builder, array_type, value):
+    """The shape of the Numba array ``value``, as a list of ``intp`` values."""
+    return cgutils.unpack_tuple(builder, context.make_array(array_type)(context, builder, value).shape, array_type.ndim)
