@@ -169,6 +169,43 @@ def test_vectorised_gate_pass_matches_its_python_source(dtype, H, store):
     np.testing.assert_array_equal(got["y"], got["h"])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("H", [1, 7, 8, 16, 17, 64, 75])
+def test_vectorised_gate_gradients_match_their_python_source(dtype, H):
+    """The LSTM gate pass's gradient, emitted as IR in 512-bit vectors, gives what its
+    Python source gives, to an ulp of the terms, zeroes ``dh`` and writes nothing past the
+    ends of its rows."""
+    from numba import njit
+
+    from lstmcpu.backends.numba_backend._lstm_gates import gate_gradient_row
+
+    @njit
+    def compiled(*args):
+        gate_gradient_row(*args)
+
+    rng = np.random.default_rng(H)
+    inputs = {"dy": rng.standard_normal(H), "gates": rng.random(4 * H), "c_prev": 3 * rng.standard_normal(H),
+              "tanh_c": np.tanh(rng.standard_normal(H)), "dh": rng.standard_normal(H), "dc": rng.standard_normal(H),
+              "dgates": np.zeros(4 * H)}  # fmt: skip
+    results = []
+    for run in (compiled, gate_gradient_row):
+        padded = {name: np.concatenate([[7.0], a, [7.0]]).astype(dtype) for name, a in inputs.items()}
+        run(*(a[1:-1] for a in padded.values()))
+        for name, a in padded.items():
+            assert a[0] == a[-1] == 7, name
+        results.append({name: a[1:-1] for name, a in padded.items()})
+    got, want = results
+    assert (got["dh"] == 0).all() and (want["dh"] == 0).all()
+    # Each output is a product of a few terms after one sum (dh + dy, then dc): a fused
+    # multiply-add against NumPy's two roundings differs by an ulp of those terms.
+    dh = np.abs(inputs["dh"]) + np.abs(inputs["dy"])
+    i, f, g, o = inputs["gates"].reshape(4, H)
+    dc = np.abs(inputs["dc"]) + dh * o * (1 - inputs["tanh_c"] ** 2)
+    scale = {"dc": dc * f, "dgates": np.concatenate([dc * g, dc * np.abs(inputs["c_prev"]), dc * i, dh])}
+    for name, size in scale.items():
+        assert (np.abs(got[name] - want[name]) <= 8 * np.finfo(dtype).eps * size).all(), name
+
+
 @pytest.mark.parametrize("variant_id", list(VARIANTS))
 @pytest.mark.parametrize("route", ["panel", "blas"])
 def test_saturated_gates_stay_finite_on_both_routes(monkeypatch, variant_id, route):

@@ -5,7 +5,7 @@ import numpy as np
 from numba import njit
 
 from ._activations import JIT
-from ._lstm_gates import gate_row
+from ._lstm_gates import gate_gradient_row, gate_row
 from ._products import matmul_add, panel_matmul_add
 
 
@@ -81,36 +81,6 @@ def forward_unit_step(t, part, units, panels, biases, gates, G, h_steps, c, lens
 
 
 @njit(**JIT)
-def _backward_row(dy, gates, c_prev, tanh_c, dh, dc, dgates):
-    """Elementwise backward of one active row at one step: fills ``dgates`` and turns
-    ``dc`` into the cell gradient carried to the step before. One loop per gate block
-    written, so that each vectorises (one loop over the four blocks ran 10-15% slower at
-    H=64, float32)."""
-    H = dh.shape[0]
-    one = dh.dtype.type(1)
-    for j in range(H):
-        # (1) h = o * tanh(c): the hidden gradient reaches o and, through tanh, c.
-        dh[j] += dy[j]
-        dc[j] += dh[j] * gates[3 * H + j] * (one - tanh_c[j] * tanh_c[j])
-    # (2) c = f * c_prev + i * g, then through each gate's activation.
-    for j in range(H):
-        i = gates[j]
-        dgates[j] = dc[j] * gates[2 * H + j] * (i * (one - i))
-    for j in range(H):
-        f = gates[H + j]
-        dgates[H + j] = dc[j] * c_prev[j] * (f * (one - f))
-    for j in range(H):
-        g = gates[2 * H + j]
-        dgates[2 * H + j] = dc[j] * gates[j] * (one - g * g)
-    for j in range(H):
-        o = gates[3 * H + j]
-        dgates[3 * H + j] = dh[j] * tanh_c[j] * (o * (one - o))
-    for j in range(H):
-        # (3) the cell gradient carried to step t - 1.
-        dc[j] *= gates[H + j]
-
-
-@njit(**JIT)
 def backward_rows(lo, hi, blas, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc):
     """The whole backward time loop for the batch rows ``lo:hi``; the products ``dG[t] @ w_hh``
     through BLAS when ``blas``, else through the panel kernel."""
@@ -120,12 +90,11 @@ def backward_rows(lo, hi, blas, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens
         for b in range(lo, hi):
             if t < lens[b]:
                 c_prev = c_all[t - 1, b] if t > 0 else c0[b]
-                _backward_row(dy[t, b], gates[t, b], c_prev, tanh_c_all[t, b], dh[b], dc[b], dG[t, b])
-                dh[b, :] = 0
+                gate_gradient_row(dy[t, b], gates[t, b], c_prev, tanh_c_all[t, b], dh[b], dc[b], dG[t, b])
             else:
                 dG[t, b, :] = 0
-        # dh[lo:hi] += dG[t, lo:hi] @ w_hh: the whole gradient for active rows (zeroed
-        # above); a finished row's dG is zero, so it keeps its dh.
+        # dh[lo:hi] += dG[t, lo:hi] @ w_hh: the whole gradient for active rows (zeroed by
+        # gate_gradient_row); a finished row's dG is zero, so it keeps its dh.
         matmul_add(blas, dG[t], w_hh, w_hh, dh, lo, hi, product)
 
 
@@ -161,7 +130,6 @@ def backward_unit_step(i, part, units, w_parts, own, dG, dy, gates, c_all, tanh_
         c_prev = c_all[t - 1, b, u0:u1] if t > 0 else c0[b, u0:u1]
         for q in range(4):
             g_own[q * n : (q + 1) * n] = gates[t, b, q * H + u0 : q * H + u1]
-        _backward_row(dy[t, b, u0:u1], g_own, c_prev, tanh_c_all[t, b, u0:u1], dh_own[b], dc[b, u0:u1], d_own)
+        gate_gradient_row(dy[t, b, u0:u1], g_own, c_prev, tanh_c_all[t, b, u0:u1], dh_own[b], dc[b, u0:u1], d_own)
         for q in range(4):
             dG[t, b, q * H + u0 : q * H + u1] = d_own[q * n : (q + 1) * n]
-        dh_own[b] = 0

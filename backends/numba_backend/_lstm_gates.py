@@ -1,4 +1,5 @@
-"""The LSTM's gate pass over one batch row at one step, in 512-bit vectors: :func:`gate_row`.
+"""The LSTM's gate pass over one batch row at one step, and its gradient, in 512-bit
+vectors: :func:`gate_row`, :func:`gate_gradient_row`.
 
 Written as LLVM IR (:func:`_gate_row_ir`) because Numba cannot get there from loops: LLVM
 vectorises them in 256-bit vectors on AVX-512 CPUs (its preferred width, which Numba does
@@ -107,3 +108,91 @@ def _gate_row_ir(typingctx, gates, bias, h, c, y, c_out, tanh_c_out, store):
         return context.get_dummy_value()
 
     return types.none(gates, bias, h, c, y, c_out, tanh_c_out, store), codegen
+
+
+def gate_gradient_row(dy, gates, c_prev, tanh_c, dh, dc, dgates):
+    """Backward of :func:`gate_row` for one active row at one step.
+
+    Adds ``dy`` to the hidden gradient ``dh``, fills ``dgates`` (4H,) with the gradients of
+    the four pre-activations, turns ``dc`` into the cell gradient carried to the step
+    before, and zeroes ``dh`` (the recurrent product that follows gives the whole of it).
+    ``gates`` holds the activations i, f, g, o; ``c_prev`` the cell state before the step.
+
+    This Python body runs under ``NUMBA_DISABLE_JIT=1``; compiled code runs
+    :func:`_gate_gradient_row_ir`, the same operations in vectors.
+    """
+    H = dh.shape[0]
+    i, f, g, o = gates[:H], gates[H : 2 * H], gates[2 * H : 3 * H], gates[3 * H :]
+    one = dh.dtype.type(1)
+    dh += dy
+    # h = o tanh(c): the hidden gradient reaches o and, through tanh, c
+    dc += dh * o * (one - tanh_c * tanh_c)
+    # c = f c_prev + i g, then through each gate's activation
+    dgates[:H] = dc * g * (i * (one - i))
+    dgates[H : 2 * H] = dc * c_prev * (f * (one - f))
+    dgates[2 * H : 3 * H] = dc * i * (one - g * g)
+    dgates[3 * H :] = dh * tanh_c * (o * (one - o))
+    dc *= f
+    dh[:] = 0
+
+
+@overload(gate_gradient_row)
+def _gate_gradient_row_compiled(dy, gates, c_prev, tanh_c, dh, dc, dgates):
+    return lambda dy, gates, c_prev, tanh_c, dh, dc, dgates: _gate_gradient_row_ir(
+        dy, gates, c_prev, tanh_c, dh, dc, dgates
+    )
+
+
+@intrinsic
+def _gate_gradient_row_ir(typingctx, dy, gates, c_prev, tanh_c, dh, dc, dgates):
+    """:func:`gate_gradient_row` as IR, as :func:`_gate_row_ir` is built."""
+    arrays = (dy, gates, c_prev, tanh_c, dh, dc, dgates)
+    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays):
+        return None
+    dtype = dh.dtype
+    if dtype not in (types.float32, types.float64) or any(a.dtype != dtype for a in arrays):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = VectorBuilder(context, builder, dtype)
+        dy_p, gates_p, c_prev_p, tanh_c_p, dh_p, dc_p, dgates_p = (
+            array_data(context, builder, t, a) for t, a in zip(arrays, args)
+        )
+        H = array_shape(context, builder, arrays[4], args[4])[0]
+        one = v.splat(1.0)
+
+        def minus(a, b):  # a - b
+            return builder.fsub(a, b)
+
+        entry = builder.block
+        loop = builder.append_basic_block("gate_gradients.j")
+        done = builder.append_basic_block("gate_gradients.done")
+        builder.cbranch(builder.icmp_signed(">", H, v.const(0)), loop, done)
+        builder.position_at_end(loop)
+        j = builder.phi(v.intp)
+        lanes = v.mask(j, H)
+        offsets = [builder.mul(v.const(q), H) for q in range(4)]
+        i, f, g, o = (v.load(v.element(gates_p, offset, j), lanes) for offset in offsets)
+        tanh_c = v.load(v.element(tanh_c_p, j), lanes)
+        dh_j = builder.fadd(v.load(v.element(dh_p, j), lanes), v.load(v.element(dy_p, j), lanes))
+        # dc += dh o (1 - tanh_c^2)
+        dc_j = v.fma(builder.fmul(dh_j, o), minus(one, builder.fmul(tanh_c, tanh_c)), v.load(v.element(dc_p, j), lanes))
+        dgates = (
+            builder.fmul(builder.fmul(dc_j, g), builder.fmul(i, minus(one, i))),
+            builder.fmul(builder.fmul(dc_j, v.load(v.element(c_prev_p, j), lanes)), builder.fmul(f, minus(one, f))),
+            builder.fmul(builder.fmul(dc_j, i), minus(one, builder.fmul(g, g))),
+            builder.fmul(builder.fmul(dh_j, tanh_c), builder.fmul(o, minus(one, o))),
+        )
+        for offset, value in zip(offsets, dgates):
+            v.store(value, v.element(dgates_p, offset, j), lanes)
+        v.store(builder.fmul(dc_j, f), v.element(dc_p, j), lanes)
+        v.store(v.zero, v.element(dh_p, j), lanes)
+        j_next = builder.add(j, v.const(v.lanes))
+        body_end = builder.block
+        builder.cbranch(builder.icmp_signed("<", j_next, H), loop, done)
+        j.add_incoming(v.const(0), entry)
+        j.add_incoming(j_next, body_end)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return types.none(*arrays), codegen
