@@ -18,7 +18,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from ._activations import VectorActivations, sigmoid, tanh
-from ._vectors import VectorBuilder, array_data, array_shape
+from ._vectors import VectorBuilder, array_data, array_shape, row_dtype
 
 
 def gate_row(gates, bias, h, c, y, c_out, tanh_c_out, store, k):
@@ -60,10 +60,8 @@ def _gate_row_ir(typingctx, gates, bias, h, c, y, c_out, tanh_c_out, store):
     """:func:`gate_row` as IR: a loop over the units in vectors, the last one masked (so
     nothing outside the arrays is read or written), every array 1-D and C-contiguous."""
     arrays = (gates, bias, h, c, y, c_out, tanh_c_out)
-    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays):
-        return None
-    dtype = gates.dtype
-    if dtype not in (types.float32, types.float64) or any(a.dtype != dtype for a in arrays):
+    dtype = row_dtype(arrays)
+    if dtype is None:
         return None
 
     def codegen(context, builder, signature, args):
@@ -74,37 +72,26 @@ def _gate_row_ir(typingctx, gates, bias, h, c, y, c_out, tanh_c_out, store):
         H = array_shape(context, builder, h, args[2])[0]
         keep = v.splat(builder.icmp_unsigned("!=", args[7], ir.Constant(args[7].type, 0)))
 
-        # for j in range(0, H, L): units j .. j + L - 1
-        entry = builder.block
-        loop = builder.append_basic_block("gates.j")
-        done = builder.append_basic_block("gates.done")
-        builder.cbranch(builder.icmp_signed(">", H, v.const(0)), loop, done)
-        builder.position_at_end(loop)
-        j = builder.phi(v.intp)
-        lanes = v.mask(j, H)
-        pre = []
-        for q in range(4):  # i, f, g, o: gates + bias
-            offset = builder.mul(v.const(q), H)
-            pre.append(builder.fadd(v.load(v.element(gates_p, offset, j), lanes),
-                                    v.load(v.element(bias_p, offset, j), lanes)))  # fmt: skip
-        i, f, g, o = act.sigmoid(pre[0]), act.sigmoid(pre[1]), act.tanh(pre[2]), act.sigmoid(pre[3])
-        for q, value in enumerate((i, f, g, o)):
-            v.store(value, v.element(gates_p, builder.mul(v.const(q), H), j), lanes)
-        c_new = v.fma(f, v.load(v.element(c_p, j), lanes), builder.fmul(i, g))  # c = f c + i g
-        tanh_c = act.tanh(c_new)
-        h_new = builder.fmul(o, tanh_c)
-        v.store(c_new, v.element(c_p, j), lanes)
-        v.store(h_new, v.element(h_p, j), lanes)
-        v.store(h_new, v.element(y_p, j), lanes)
-        stored = builder.and_(lanes, keep)
-        v.store(c_new, v.element(c_out_p, j), stored)
-        v.store(tanh_c, v.element(tanh_c_out_p, j), stored)
-        j_next = builder.add(j, v.const(v.lanes))
-        body_end = builder.block
-        builder.cbranch(builder.icmp_signed("<", j_next, H), loop, done)
-        j.add_incoming(v.const(0), entry)
-        j.add_incoming(j_next, body_end)
-        builder.position_at_end(done)
+        def units(j, lanes):  # units j .. j + L - 1
+            pre = []
+            for q in range(4):  # i, f, g, o: gates + bias
+                offset = builder.mul(v.const(q), H)
+                pre.append(builder.fadd(v.load(v.element(gates_p, offset, j), lanes),
+                                        v.load(v.element(bias_p, offset, j), lanes)))  # fmt: skip
+            i, f, g, o = act.sigmoid(pre[0]), act.sigmoid(pre[1]), act.tanh(pre[2]), act.sigmoid(pre[3])
+            for q, value in enumerate((i, f, g, o)):
+                v.store(value, v.element(gates_p, builder.mul(v.const(q), H), j), lanes)
+            c_new = v.fma(f, v.load(v.element(c_p, j), lanes), builder.fmul(i, g))  # c = f c + i g
+            tanh_c = act.tanh(c_new)
+            h_new = builder.fmul(o, tanh_c)
+            v.store(c_new, v.element(c_p, j), lanes)
+            v.store(h_new, v.element(h_p, j), lanes)
+            v.store(h_new, v.element(y_p, j), lanes)
+            stored = builder.and_(lanes, keep)
+            v.store(c_new, v.element(c_out_p, j), stored)
+            v.store(tanh_c, v.element(tanh_c_out_p, j), stored)
+
+        v.for_each_vector(H, units)
         return context.get_dummy_value()
 
     return types.none(gates, bias, h, c, y, c_out, tanh_c_out, store), codegen
@@ -147,10 +134,8 @@ def _gate_gradient_row_compiled(dy, gates, c_prev, tanh_c, dh, dc, dgates):
 def _gate_gradient_row_ir(typingctx, dy, gates, c_prev, tanh_c, dh, dc, dgates):
     """:func:`gate_gradient_row` as IR, as :func:`_gate_row_ir` is built."""
     arrays = (dy, gates, c_prev, tanh_c, dh, dc, dgates)
-    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays):
-        return None
-    dtype = dh.dtype
-    if dtype not in (types.float32, types.float64) or any(a.dtype != dtype for a in arrays):
+    dtype = row_dtype(arrays)
+    if dtype is None:
         return None
 
     def codegen(context, builder, signature, args):
@@ -164,35 +149,26 @@ def _gate_gradient_row_ir(typingctx, dy, gates, c_prev, tanh_c, dh, dc, dgates):
         def minus(a, b):  # a - b
             return builder.fsub(a, b)
 
-        entry = builder.block
-        loop = builder.append_basic_block("gate_gradients.j")
-        done = builder.append_basic_block("gate_gradients.done")
-        builder.cbranch(builder.icmp_signed(">", H, v.const(0)), loop, done)
-        builder.position_at_end(loop)
-        j = builder.phi(v.intp)
-        lanes = v.mask(j, H)
-        offsets = [builder.mul(v.const(q), H) for q in range(4)]
-        i, f, g, o = (v.load(v.element(gates_p, offset, j), lanes) for offset in offsets)
-        tanh_c = v.load(v.element(tanh_c_p, j), lanes)
-        dh_j = builder.fadd(v.load(v.element(dh_p, j), lanes), v.load(v.element(dy_p, j), lanes))
-        # dc += dh o (1 - tanh_c^2)
-        dc_j = v.fma(builder.fmul(dh_j, o), minus(one, builder.fmul(tanh_c, tanh_c)), v.load(v.element(dc_p, j), lanes))
-        dgates = (
-            builder.fmul(builder.fmul(dc_j, g), builder.fmul(i, minus(one, i))),
-            builder.fmul(builder.fmul(dc_j, v.load(v.element(c_prev_p, j), lanes)), builder.fmul(f, minus(one, f))),
-            builder.fmul(builder.fmul(dc_j, i), minus(one, builder.fmul(g, g))),
-            builder.fmul(builder.fmul(dh_j, tanh_c), builder.fmul(o, minus(one, o))),
-        )
-        for offset, value in zip(offsets, dgates):
-            v.store(value, v.element(dgates_p, offset, j), lanes)
-        v.store(builder.fmul(dc_j, f), v.element(dc_p, j), lanes)
-        v.store(v.zero, v.element(dh_p, j), lanes)
-        j_next = builder.add(j, v.const(v.lanes))
-        body_end = builder.block
-        builder.cbranch(builder.icmp_signed("<", j_next, H), loop, done)
-        j.add_incoming(v.const(0), entry)
-        j.add_incoming(j_next, body_end)
-        builder.position_at_end(done)
+        def units(j, lanes):  # units j .. j + L - 1
+            offsets = [builder.mul(v.const(q), H) for q in range(4)]
+            i, f, g, o = (v.load(v.element(gates_p, offset, j), lanes) for offset in offsets)
+            tanh_c = v.load(v.element(tanh_c_p, j), lanes)
+            dh_j = builder.fadd(v.load(v.element(dh_p, j), lanes), v.load(v.element(dy_p, j), lanes))
+            # dc += dh o (1 - tanh_c^2)
+            dc_j = v.fma(builder.fmul(dh_j, o), minus(one, builder.fmul(tanh_c, tanh_c)),
+                         v.load(v.element(dc_p, j), lanes))  # fmt: skip
+            dgates = (
+                builder.fmul(builder.fmul(dc_j, g), builder.fmul(i, minus(one, i))),
+                builder.fmul(builder.fmul(dc_j, v.load(v.element(c_prev_p, j), lanes)), builder.fmul(f, minus(one, f))),
+                builder.fmul(builder.fmul(dc_j, i), minus(one, builder.fmul(g, g))),
+                builder.fmul(builder.fmul(dh_j, tanh_c), builder.fmul(o, minus(one, o))),
+            )
+            for offset, value in zip(offsets, dgates):
+                v.store(value, v.element(dgates_p, offset, j), lanes)
+            v.store(builder.fmul(dc_j, f), v.element(dc_p, j), lanes)
+            v.store(v.zero, v.element(dh_p, j), lanes)
+
+        v.for_each_vector(H, units)
         return context.get_dummy_value()
 
     return types.none(*arrays), codegen

@@ -4,6 +4,7 @@ its fused multiply-add, and array data pointers. Used by the panel kernel
 (:mod:`._products`) and the LSTM gate pass (:mod:`._lstm_gates`)."""
 
 from llvmlite import ir
+from numba import types
 from numba.core import cgutils
 
 #: Bytes of the vector registers the IR kernels are written for (AVX-512).
@@ -83,6 +84,24 @@ class VectorBuilder:
     def fabs(self, a):
         return self.builder.call(self._intrinsics["fabs"], [a])
 
+    def for_each_vector(self, end, body):
+        """Emits ``for j in range(0, end, lanes): body(j, mask)``, ``mask`` the lanes of the
+        vector at ``j`` before ``end`` (all but in the last)."""
+        builder = self.builder
+        entry = builder.block
+        loop = builder.append_basic_block("vectors.j")
+        done = builder.append_basic_block("vectors.done")
+        builder.cbranch(builder.icmp_signed(">", end, self.const(0)), loop, done)
+        builder.position_at_end(loop)
+        j = builder.phi(self.intp)
+        body(j, self.mask(j, end))
+        j_next = builder.add(j, self.const(self.lanes))
+        body_end = builder.block
+        builder.cbranch(builder.icmp_signed("<", j_next, end), loop, done)
+        j.add_incoming(self.const(0), entry)
+        j.add_incoming(j_next, body_end)
+        builder.position_at_end(done)
+
     def _bytes(self, pointer):
         return self.builder.bitcast(pointer, ir.PointerType(ir.IntType(8)))
 
@@ -103,3 +122,14 @@ def array_data(context, builder, array_type, value):
 def array_shape(context, builder, array_type, value):
     """The shape of the Numba array ``value``, as a list of ``intp`` values."""
     return cgutils.unpack_tuple(builder, context.make_array(array_type)(context, builder, value).shape, array_type.ndim)
+
+
+def row_dtype(arrays):
+    """The dtype of the Numba array types ``arrays`` when all are 1-D, C-contiguous and of
+    one dtype, float32 or float64; else None (the IR kernels take no other)."""
+    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays):
+        return None
+    dtype = arrays[0].dtype
+    if dtype not in (types.float32, types.float64) or any(a.dtype != dtype for a in arrays):
+        return None
+    return dtype
