@@ -117,6 +117,12 @@ def test_panel_kernel_is_exact_in_any_blocking(dtype, B, K, N):
     np.testing.assert_allclose(packed, want, rtol=0, atol=10 * K * np.finfo(dtype).eps * np.abs(want).max())
     np.testing.assert_array_equal(product(np.ascontiguousarray(w.T), [0, B]), packed)
     np.testing.assert_array_equal(product(products.pack_panels(w), [0, B // 2, B - 1, B]), packed)
+    # out = A @ m, out not read: the same sums from zero; [w1, w2] packed side by side.
+    out = np.full((B, N), np.nan, dtype=dtype)
+    products.panel_matmul(A, products.pack_panels(w[:, : K // 2], w[:, K // 2 :]), True, out, 0, B)
+    zero_start = np.zeros((B, N), dtype=dtype)
+    products.matmul_add(False, A, w.T, products.pack_panels(w), zero_start, 0, B, none)
+    np.testing.assert_array_equal(out, zero_start)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])

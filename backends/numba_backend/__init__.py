@@ -137,10 +137,9 @@ class NumbaBackend(Backend):
     def _threads(self):
         return numba.get_num_threads() if self.n_threads is None else self.n_threads
 
-    def _plan(self, G, w_hh, lens):
-        """``(n_chunks, blas)`` of one call: ``G`` (T, B, gates) is its gate buffer; the work
-        is the recurrent products of the steps the sequences really take."""
-        B = G.shape[1]
+    def _plan(self, B, w_hh, lens):
+        """``(n_chunks, blas)`` of one call over a batch of ``B`` rows; the work is the
+        recurrent products of the steps the sequences really take."""
         n_chunks = chunk_count(self._threads(), B, int(lens.sum()) * w_hh.size)
         return n_chunks, use_blas(B, n_chunks, w_hh.nbytes)
 
@@ -210,21 +209,25 @@ class NumbaBackend(Backend):
         checked = dict(zip(expected, check_arrays(x.dtype, expected)))
         w_ih, w_hh, b = checked["w_ih"], checked["w_hh"], checked["b"]
         lens = check_lengths(lengths, T, B)
-        G = _input_projection(x, w_ih)
         y = BUFFERS.empty((T, B, R), x.dtype)
         h, c = checked["h0"].copy(), checked["c0"].copy()
         cached = (T, B, H) if need_cache else (0, 0, 0)
         c_all, tanh_c_all = BUFFERS.empty(cached, x.dtype), BUFFERS.empty(cached, x.dtype)
         k, store = constants(x.dtype), bool(need_cache)
-        plan = self._plan(G, w_hh, lens)
+        plan = self._plan(B, w_hh, lens)
         if peephole is None and not coupled and w_hr is None:
-            if self._splits_units(plan, B, w_hh):
-                self._note_team(_run_units_forward(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k))
+            if plan[1] or not self._splits_units(plan, B, w_hh):
+                # BLAS route: G starts as the input projection; panel route: the time loop
+                # computes it with each step (see _lstm.forward_rows).
+                G = _input_projection(x, w_ih) if plan[1] else BUFFERS.empty((T, B, n_gates * H), x.dtype)
+                panels = _hand_weights(w_hh, plan, w_ih)
+                self._run(plan, _lstm.forward_rows, x, G, w_hh, panels, b, h, c, lens, y, c_all, tanh_c_all, store, k)
             else:
-                w_hh_t = _hand_weights(w_hh, plan)
-                self._run(plan, _lstm.forward_rows, G, w_hh, w_hh_t, b, h, c, lens, y, c_all, tanh_c_all, store, k)
+                G = _input_projection(x, w_ih)
+                self._note_team(_run_units_forward(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k))
             options = None
         else:
+            G = _input_projection(x, w_ih)
             p = checked.get("peephole", np.zeros((3, H), dtype=x.dtype))
             w_hr = checked.get("w_hr", np.zeros((0, H), dtype=x.dtype))
             m, h_new = np.zeros((B, H), dtype=x.dtype), np.zeros((B, R), dtype=x.dtype)  # work buffers
@@ -248,7 +251,7 @@ class NumbaBackend(Backend):
         gates, c_all, tanh_c_all, lens, options = (cache[k] for k in ("gates", "c", "tanh_c", "lengths", "options"))
         dG = BUFFERS.empty(gates.shape, x.dtype)
         if options is None:
-            plan = self._plan(dG, w_hh, lens)
+            plan = self._plan(B, w_hh, lens)
             if self._splits_units(plan, B, w_hh):
                 self._note_team(_run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc))
             else:
@@ -258,7 +261,7 @@ class NumbaBackend(Backend):
         project = options["has_projection"]
         dh_all = BUFFERS.empty((T, B, R) if project else (0, 0, 0), x.dtype)
         dm = np.zeros((B, H), dtype=x.dtype)  # work buffer
-        plan = self._plan(dG, w_hh, lens)
+        plan = self._plan(B, w_hh, lens)
         self._run(plan, _lstm_variants.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, p, coupled, w_hr,
                   lens, dh, dc, dh_all, dm)  # fmt: skip
         grads = (*self._weight_gradients(dG, x, w_ih, h0, y), dh, dc)
@@ -289,7 +292,7 @@ class NumbaBackend(Backend):
         hn_all = BUFFERS.empty((T, B, H) if need_cache else (0, 0, 0), x.dtype)
         hidden = np.zeros((B, 3 * H), dtype=x.dtype)  # work buffer: h @ w_hh.T
         k = constants(x.dtype)
-        plan = self._plan(G, w_hh, lens)
+        plan = self._plan(B, w_hh, lens)
         self._run(plan, _gru.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, b_hn, h, lens, y, hn_all,
                   bool(need_cache), hidden, k)  # fmt: skip
         if not need_cache:
@@ -305,7 +308,7 @@ class NumbaBackend(Backend):
         gates = cache["gates"]
         dG = BUFFERS.empty(gates.shape, x.dtype)  # gradients of the recurrent pre-activations
         dn_input = BUFFERS.empty((T, B, H), x.dtype)  # of the input-side n pre-activation
-        plan = self._plan(dG, w_hh, lens)
+        plan = self._plan(B, w_hh, lens)
         self._run(plan, _gru.backward_rows, dG, dy, gates, cache["hn"], y, h0, w_hh, lens, dh, dn_input)
         # Weight gradients after the loop: the recurrent ones first, then dG becomes the
         # gradient of the input-side pre-activations (n differs: it skips the reset product).
@@ -336,7 +339,7 @@ class NumbaBackend(Backend):
         h = h0.copy()
         relu = nonlinearity == "relu"
         k = constants(x.dtype)
-        plan = self._plan(G, w_hh, lens)
+        plan = self._plan(B, w_hh, lens)
         self._run(plan, _rnn.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, relu, h, lens, y, k)
         if not need_cache:
             return y, h, None
@@ -347,7 +350,7 @@ class NumbaBackend(Backend):
         x, w_ih, w_hh, h0, y, lens = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "y", "lengths"))
         dy, dh = _upstream(cache, dy, dh_n)
         dG = BUFFERS.empty(cache["act"].shape, x.dtype)
-        plan = self._plan(dG, w_hh, lens)
+        plan = self._plan(x.shape[1], w_hh, lens)
         self._run(plan, _rnn.backward_rows, dG, dy, cache["act"], w_hh, cache["relu"], lens, dh)
         return (*self._weight_gradients(dG, x, w_ih, h0, y), dh)
 
@@ -394,14 +397,14 @@ def _recurrent_weight_gradient(dG, h0, y):
     return np.matmul(dG.reshape(T * B, n_gates).T, h_prev)
 
 
-def _hand_weights(w, plan):
+def _hand_weights(w, plan, w_before=None):
     """What the panel kernel reads for products with ``w.T``: its packed panels
-    (:func:`~._products.pack_panels`); on the BLAS route (``plan[1]``) BLAS reads ``w``
-    itself, and the kernel gets an empty array of the same type (one compiled kernel
-    serves both routes)."""
+    (:func:`~._products.pack_panels`), or those of ``[w_before, w].T`` when given; on the
+    BLAS route (``plan[1]``) BLAS reads ``w`` itself, and the kernel gets an empty array of
+    the same type (one compiled kernel serves both routes)."""
     if plan[1]:
         return np.empty((0, w.shape[1], panel_width(w.dtype)), dtype=w.dtype)
-    return pack_panels(w)
+    return pack_panels(w) if w_before is None else pack_panels(w_before, w)
 
 
 # ---------------------------------------------------------------- threads

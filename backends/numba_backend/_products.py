@@ -19,7 +19,7 @@ and kept the accumulators in memory (2 GFLOP/s against 70-86 for the IR, float32
 """
 
 import numpy as np
-from numba import njit, types
+from numba import literally, njit, types
 from numba.extending import intrinsic, overload
 
 from lstmcpu._buffers import BUFFERS
@@ -39,16 +39,20 @@ def _panel_width_compiled(dtype):
     return lambda dtype: width
 
 
-def pack_panels(w):
+def pack_panels(*blocks):
     """Panels of ``m = w.T`` for :func:`matmul_add`, from ``w`` (N, K): a C-contiguous
     ``(ceil(N / W), K, W)`` array with ``panels[q, k, j] = w[q W + j, k]``, zero past
-    the ``N`` columns of ``m``."""
-    N, K = w.shape
-    W = panel_width(w.dtype)
-    panels = BUFFERS.empty((-(-N // W), K, W), w.dtype)
+    the ``N`` columns of ``m``. With several blocks (all N rows), ``w`` is them side by
+    side, ``np.hstack(blocks)``, packed without that copy."""
+    N, K = blocks[0].shape[0], sum(w.shape[1] for w in blocks)
+    W = panel_width(blocks[0].dtype)
+    panels = BUFFERS.empty((-(-N // W), K, W), blocks[0].dtype)
     if N % W:
         panels[-1, :, N % W :] = 0
-    pack_into(w, panels)
+    k0 = 0
+    for w in blocks:
+        pack_into(w, panels[:, k0 : k0 + w.shape[1]])
+        k0 += w.shape[1]
     return panels
 
 
@@ -62,9 +66,10 @@ def pack_into(w, panels):
             panel[k, j] = w[c, k]
 
 
-def panel_block(rows, count, m, first, row_step, panel_step, A, r, out, c0):
+def panel_block(rows, count, m, first, row_step, panel_step, A, r, out, c0, add):
     """``out[r:r + rows, c0:c0 + n] += A[r:r + rows] @ M`` for ``count`` consecutive
-    panels, ``M`` their ``count W`` columns, of which the first ``n`` exist in ``out``.
+    panels, ``M`` their ``count W`` columns, of which the first ``n`` exist in ``out``;
+    ``=`` instead of ``+=`` without ``add``.
 
     ``m`` is the flat storage of the panels: row ``k`` of the ``p``-th panel starts at
     ``m[first + k row_step + p panel_step]`` (a C-contiguous ``(K, N)`` matrix: ``first``
@@ -72,32 +77,33 @@ def panel_block(rows, count, m, first, row_step, panel_step, A, r, out, c0):
     ``row_step = W``, ``panel_step = K W``).
 
     This Python body runs under ``NUMBA_DISABLE_JIT=1``; compiled code emits the
-    register-blocked block of :func:`_panel_block_ir` (``rows`` and ``count`` literals).
+    register-blocked block of :func:`_panel_block_ir` (``rows``, ``count`` and ``add``
+    literals).
     """
     W = panel_width(out.dtype)
     for j in range(min(count * W, out.shape[1] - c0)):
         p, i = divmod(j, W)
         column = m[first + p * panel_step + i :: row_step][: A.shape[1]]
-        # out[r:r + rows, c0 + j] += A[r:r + rows] @ M[:, j]
-        out[r : r + rows, c0 + j] += A[r : r + rows] @ column
+        # out[r:r + rows, c0 + j] (+)= A[r:r + rows] @ M[:, j]
+        out[r : r + rows, c0 + j] = (out[r : r + rows, c0 + j] if add else 0) + A[r : r + rows] @ column
 
 
 @overload(panel_block, prefer_literal=True)
-def _panel_block_compiled(rows, count, m, first, row_step, panel_step, A, r, out, c0):
-    return lambda rows, count, m, first, row_step, panel_step, A, r, out, c0: _panel_block_ir(
-        rows, count, m, first, row_step, panel_step, A, r, out, c0
+def _panel_block_compiled(rows, count, m, first, row_step, panel_step, A, r, out, c0, add):
+    return lambda rows, count, m, first, row_step, panel_step, A, r, out, c0, add: _panel_block_ir(
+        rows, count, m, first, row_step, panel_step, A, r, out, c0, add
     )
 
 
 @intrinsic(prefer_literal=True)
-def _panel_block_ir(typingctx, rows, count, m, first, row_step, panel_step, A, r, out, c0):
+def _panel_block_ir(typingctx, rows, count, m, first, row_step, panel_step, A, r, out, c0, add):
     """The block of :func:`panel_block` as LLVM IR: ``rows x 2 count`` vector accumulators
-    (loaded from ``out``), a loop over ``k`` of two vector loads per panel, one broadcast
+    (loaded from ``out``, or zero without ``add``), a loop over ``k`` of two vector loads per panel, one broadcast
     per row and one fused multiply-add per accumulator, then the stores. The columns of the
     last panel past ``out``'s width are masked in every load and store (``m``'s too), so
     nothing outside the arrays is read or written."""
     literal = types.IntegerLiteral
-    if not (isinstance(rows, literal) and isinstance(count, literal)):
+    if not (isinstance(rows, literal) and isinstance(count, literal) and isinstance(add, types.BooleanLiteral)):
         return None
     if not (isinstance(m, types.Array) and m.ndim == 1 and m.layout == "C"):
         return None
@@ -109,7 +115,7 @@ def _panel_block_ir(typingctx, rows, count, m, first, row_step, panel_step, A, r
 
     def codegen(context, builder, signature, args):
         R, Q = rows.literal_value, count.literal_value
-        m_arg, first_arg, row_arg, panel_arg, a_arg, row, out_arg, col = args[2:]
+        m_arg, first_arg, row_arg, panel_arg, a_arg, row, out_arg, col = args[2:10]
         v = VectorBuilder(context, builder, dtype)
         L, const = v.lanes, v.const
         m_data = array_data(context, builder, m, m_arg)
@@ -124,7 +130,10 @@ def _panel_block_ir(typingctx, rows, count, m, first, row_step, panel_step, A, r
                    for i in pieces]  # fmt: skip
         out_piece = [builder.add(col, const(i * L)) for i in pieces]
         masks = [v.mask(out_piece[i], out_width) for i in pieces]
-        start = [v.load(v.element(out_data, out_rows[b], out_piece[i]), masks[i]) for b in range(R) for i in pieces]
+        if add.literal_value:
+            start = [v.load(v.element(out_data, out_rows[b], out_piece[i]), masks[i]) for b in range(R) for i in pieces]
+        else:
+            start = [v.zero for b in range(R) for i in pieces]
 
         # for k in range(K): acc[b, i] = fma(M[k, piece i], A[row + b, k], acc[b, i])
         entry = builder.block
@@ -158,19 +167,33 @@ def _panel_block_ir(typingctx, rows, count, m, first, row_step, panel_step, A, r
             v.store(result, v.element(out_data, out_rows[b], out_piece[i]), masks[i])
         return context.get_dummy_value()
 
-    return types.none(rows, count, m, first, row_step, panel_step, A, r, out, c0), codegen
+    return types.none(rows, count, m, first, row_step, panel_step, A, r, out, c0, add), codegen
 
 
 @njit(**JIT)
 def panel_matmul_add(A, m, packed, out, lo, hi):
     """``out[lo:hi] += A[lo:hi] @ M`` by blocks of :func:`panel_block`; ``M`` is ``m``
-    (K, N) itself, or the matrix whose panels ``m`` (N / W, K, W) holds when ``packed``.
+    (K, N) itself, or the matrix whose panels ``m`` (N / W, K, W) holds when ``packed``."""
+    _panel_blocks(A, m, packed, out, lo, hi, True)
+
+
+@njit(**JIT)
+def panel_matmul(A, m, packed, out, lo, hi):
+    """``out[lo:hi] = A[lo:hi] @ M``, as :func:`panel_matmul_add` (``out`` is not read)."""
+    _panel_blocks(A, m, packed, out, lo, hi, False)
+
+
+@njit(**JIT)
+def _panel_blocks(A, m, packed, out, lo, hi, add):
+    """The blocks of :func:`panel_matmul_add` (``add``) and :func:`panel_matmul`; ``add`` is
+    compiled in as a constant (``literally``), one kernel for each.
 
     Blocks of 4 rows by 2 panels where the batch allows (16 independent accumulators: 71 ->
     86 GFLOP/s for 64 x 256 @ 256 x 1024 in float32 against 4 rows by 1 panel), else 1 row
     by 4 panels (8 accumulators: one row brings too few multiply-adds per load for more),
     enough either way to hide the latency of the fused multiply-adds.
     """
+    add = literally(add)
     W = panel_width(out.dtype)
     n_panels = -(-out.shape[1] // W)
     K = A.shape[1]
@@ -180,18 +203,18 @@ def panel_matmul_add(A, m, packed, out, lo, hi):
     while r + 4 <= hi:
         q = 0
         while q + 2 <= n_panels:
-            panel_block(4, 2, flat, q * panel_step, row_step, panel_step, A, r, out, q * W)
+            panel_block(4, 2, flat, q * panel_step, row_step, panel_step, A, r, out, q * W, add)
             q += 2
         if q < n_panels:
-            panel_block(4, 1, flat, q * panel_step, row_step, panel_step, A, r, out, q * W)
+            panel_block(4, 1, flat, q * panel_step, row_step, panel_step, A, r, out, q * W, add)
         r += 4
     for row in range(r, hi):
         q = 0
         while q + 4 <= n_panels:
-            panel_block(1, 4, flat, q * panel_step, row_step, panel_step, A, row, out, q * W)
+            panel_block(1, 4, flat, q * panel_step, row_step, panel_step, A, row, out, q * W, add)
             q += 4
         for q in range(q, n_panels):
-            panel_block(1, 1, flat, q * panel_step, row_step, panel_step, A, row, out, q * W)
+            panel_block(1, 1, flat, q * panel_step, row_step, panel_step, A, row, out, q * W, add)
 
 
 @njit(**JIT)
