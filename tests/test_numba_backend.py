@@ -247,6 +247,19 @@ def test_result_does_not_depend_on_the_number_of_threads(monkeypatch, variant_id
             np.testing.assert_allclose(value, serial[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def test_inference_chunks_share_one_step_of_gates(monkeypatch):
+    """Without a cache, the panel route keeps one step of gates, which every chunk (thread)
+    writes in its own rows: the outputs equal the one-thread call's and the cached call's."""
+    monkeypatch.setattr(nb, "MIN_CHUNK_WORK", 1)
+    p = random_problem(9, 10, 3, 20, np.float32, lengths=True, seed=4)
+    args = (p["x"], p["w_ih"], p["w_hh"], p["b"], p["h0"], p["c0"], p["lengths"])
+    cached = nb.NumbaBackend(n_threads=1).forward(*args)[:3]
+    for n_threads in (1, 2, 3):
+        inference = nb.NumbaBackend(n_threads=n_threads).forward(*args, need_cache=False)[:3]
+        for got, want in zip(inference, cached):
+            np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("B, H, lengths", [(1, 7, None), (1, 40, [5]), (3, 9, [7, 2, 5])], ids=str)
 def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch, dtype, B, H, lengths):

@@ -218,8 +218,10 @@ class NumbaBackend(Backend):
         if peephole is None and not coupled and w_hr is None:
             if plan[1] or not self._splits_units(plan, B, w_hh):
                 # BLAS route: G starts as the input projection; panel route: the time loop
-                # computes it with each step (see _lstm.forward_rows).
-                G = _input_projection(x, w_ih) if plan[1] else BUFFERS.empty((T, B, n_gates * H), x.dtype)
+                # computes it with each step (see _lstm.forward_rows), in one step's G
+                # without a cache.
+                steps = T if need_cache else 1
+                G = _input_projection(x, w_ih) if plan[1] else BUFFERS.empty((steps, B, n_gates * H), x.dtype)
                 panels = _hand_weights(w_hh, plan, w_ih)
                 self._run(plan, _lstm.forward_rows, x, G, w_hh, panels, b, h, c, lens, y, c_all, tanh_c_all, store, k)
             else:
