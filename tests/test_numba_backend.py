@@ -231,6 +231,7 @@ def test_result_does_not_depend_on_the_number_of_threads(monkeypatch, variant_id
     instructions whatever the chunking, so the results are identical; on the BLAS route the
     library may round differently for other matrix sizes."""
     monkeypatch.setattr(nb, "MIN_CHUNK_WORK", 1)
+    monkeypatch.setattr(nb, "FUSED_MIN_ROWS", 1)  # chunks of every size fuse the input projection
     shape = (7, 11, 4, 6)
 
     def results(n_threads):
@@ -247,10 +248,13 @@ def test_result_does_not_depend_on_the_number_of_threads(monkeypatch, variant_id
             np.testing.assert_allclose(value, serial[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_inference_chunks_share_one_step_of_gates(monkeypatch):
-    """Without a cache, the panel route keeps one step of gates, which every chunk (thread)
-    writes in its own rows: the outputs equal the one-thread call's and the cached call's."""
+@pytest.mark.parametrize("fused_min_rows", [1, 10**6], ids=["fused", "unfused"])
+def test_inference_chunks_share_one_step_of_gates(monkeypatch, fused_min_rows):
+    """Without a cache, the panel route that computes the input projection with each step
+    keeps one step of gates, which every chunk (thread) writes in its own rows: the
+    outputs equal the one-thread call's and the cached call's, fused or not."""
     monkeypatch.setattr(nb, "MIN_CHUNK_WORK", 1)
+    monkeypatch.setattr(nb, "FUSED_MIN_ROWS", fused_min_rows)
     p = random_problem(9, 10, 3, 20, np.float32, lengths=True, seed=4)
     args = (p["x"], p["w_ih"], p["w_hh"], p["b"], p["h0"], p["c0"], p["lengths"])
     cached = nb.NumbaBackend(n_threads=1).forward(*args)[:3]

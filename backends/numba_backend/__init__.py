@@ -217,13 +217,17 @@ class NumbaBackend(Backend):
         plan = self._plan(B, w_hh, lens)
         if peephole is None and not coupled and w_hr is None:
             if plan[1] or not self._splits_units(plan, B, w_hh):
-                # BLAS route: G starts as the input projection; panel route: the time loop
-                # computes it with each step (see _lstm.forward_rows), in one step's G
-                # without a cache.
-                steps = T if need_cache else 1
-                G = _input_projection(x, w_ih) if plan[1] else BUFFERS.empty((steps, B, n_gates * H), x.dtype)
-                panels = _hand_weights(w_hh, plan, w_ih)
-                self._run(plan, _lstm.forward_rows, x, G, w_hh, panels, b, h, c, lens, y, c_all, tanh_c_all, store, k)
+                # On the panel route, chunks of FUSED_MIN_ROWS rows or more compute the input
+                # projection with each step (see _lstm.forward_rows), in one step's G
+                # without a cache; else G starts as the input projection.
+                fused = not plan[1] and B // plan[0] >= FUSED_MIN_ROWS
+                if fused:
+                    G = BUFFERS.empty((T if need_cache else 1, B, n_gates * H), x.dtype)
+                else:
+                    G = _input_projection(x, w_ih)
+                panels = _hand_weights(w_hh, plan, w_ih if fused else None)
+                self._run(plan, _lstm.forward_rows, x, fused, G, w_hh, panels, b, h, c, lens, y, c_all, tanh_c_all,
+                          store, k)  # fmt: skip
             else:
                 G = _input_projection(x, w_ih)
                 self._note_team(_run_units_forward(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k))
@@ -461,6 +465,15 @@ def _run_chunks(kernel, n_chunks, B, blas, args):
 #: Least work, in multiply-adds of one step's recurrent product, for which the units of a
 #: batch that is not cut into chunks are split between two threads (see ``_splits_units``).
 MIN_STEP_WORK = 2**17
+# Fusing the input projection into each step's product reads [w_ih, w_hh] once per step
+# instead of w_hh, against one input GEMM over all steps: a chunk of a few rows does not
+# repay the extra reads. Measured on the 2-core Xeon, float32, 1 thread, fused / unfused,
+# interleaved medians of 7 in one process (forward without cache, training step), T=100,
+# I=64, H=256: B=1 1.04 / 1.03, B=4 1.06 / 1.04, B=16 0.96 / 0.99; the small preset (B=32,
+# H=64) 0.88 / 0.98, the medium (B=64, I=128, H=256) 0.96 / 0.89.
+#: Fewest rows of a chunk whose steps compute the input projection with the recurrent
+#: product (``_lstm.forward_rows``'s ``fused``) on the panel route.
+FUSED_MIN_ROWS = 8
 #: Calls run on one thread after a split call found the other core busy (``_note_team``).
 CALLS_AFTER_CONTENTION = 16
 

@@ -19,46 +19,46 @@ def padding_row(c, y, c_out, tanh_c_out, store):
 
 
 @njit(**JIT)
-def forward_rows(lo, hi, blas, x, G, w_hh, panels, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
+def forward_rows(lo, hi, blas, x, fused, G, w_hh, panels, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
     """The whole forward time loop for the batch rows ``lo:hi``; ``G`` receives the activated
     gates.
 
-    On the BLAS route (``blas``), ``G`` holds the input projection ``x W_ih^T`` of every
-    step, and each step adds ``h W_hh^T`` to it by BLAS. On the panel route, each step
-    computes both products at once with the panel kernel, ``[x_t, h] [W_ih, W_hh]^T``
-    (``panels`` packs ``[W_ih, W_hh]^T``), from a buffer of this chunk's rows holding
-    ``x_t`` and ``h`` side by side: one long ``k`` loop per block of outputs, and the chunk's
-    input projection runs on the chunk's thread (measured against PyTorch in one process,
-    small preset, float32, 1 thread, medians of 9 interleaved rounds: the forward 1.33 ->
-    1.12 times PyTorch's time, with the Cython backend at 1.30 and 1.24 as the control).
-    Without ``store``, ``tanh(c)`` goes to a scratch row and ``c`` is not kept, and on the
-    panel route ``G`` may hold a single step, which every step reuses: an inference call's
-    gates then stay in cache (small preset, as above: 1.12 -> 1.05 times PyTorch's time,
-    the Cython control at 1.24).
+    Unless ``fused``, ``G`` holds the input projection ``x W_ih^T`` of every step, and each
+    step adds ``h W_hh^T`` to it, by BLAS when ``blas``, else by the panel kernel reading
+    ``panels``, the packed ``W_hh^T``. When ``fused`` (panel route), each step computes both
+    products at once, ``[x_t, h] [W_ih, W_hh]^T`` (``panels`` packs ``[W_ih, W_hh]^T``), from
+    a buffer of this chunk's rows holding ``x_t`` and ``h`` side by side: one long ``k``
+    loop per block of outputs, and the chunk's input projection runs on the chunk's thread
+    (measured against PyTorch in one process, small preset, float32, 1 thread, medians of 9
+    interleaved rounds: the forward 1.33 -> 1.12 times PyTorch's time, with the Cython
+    backend at 1.30 and 1.24 as the control). Then, without ``store``, ``G`` may hold a
+    single step, which every step reuses: an inference call's gates stay in cache (1.12 ->
+    1.05 times PyTorch's time, the Cython control at 1.24).
+    Without ``store``, ``tanh(c)`` goes to a scratch row and ``c`` is not kept.
     """
     T, I, H = x.shape[0], x.shape[2], h.shape[1]
     scratch = np.empty(H, dtype=G.dtype)
     product = np.empty((hi - lo if blas else 0, G.shape[2]), dtype=G.dtype)  # this thread's own
-    xh = np.empty((0 if blas else hi - lo, I + H), dtype=G.dtype)  # [x_t, h] of rows lo:hi
-    if not blas:
+    xh = np.empty((hi - lo if fused else 0, I + H), dtype=G.dtype)  # [x_t, h] of rows lo:hi
+    if fused:
         xh[:, I:] = h[lo:hi]
     for t in range(T):
         g = G[t % G.shape[0]]  # this step's gates
-        if blas:
-            # G[t, lo:hi] += h[lo:hi] @ w_hh.T (rows past their length too: unused)
-            matmul_add(True, h, w_hh.T, panels, g, lo, hi, product)
-        else:
+        if fused:
             xh[:, :I] = x[t, lo:hi]
-            # G[t, lo:hi] = [x_t, h] @ [w_ih, w_hh].T
+            # g[lo:hi] = [x_t, h] @ [w_ih, w_hh].T
             panel_matmul(xh, panels, True, g[lo:hi], 0, hi - lo)
+        else:
+            # g[lo:hi] += h[lo:hi] @ w_hh.T (rows past their length too: unused)
+            matmul_add(blas, h, w_hh.T, panels, g, lo, hi, product)
         for b in range(lo, hi):
             c_out, tanh_c_out = (c_all[t, b], tanh_c_all[t, b]) if store else (scratch, scratch)
             if t < lens[b]:
-                h_b = h[b] if blas else xh[b - lo, I:]
+                h_b = xh[b - lo, I:] if fused else h[b]
                 gate_row(g[b], bias, h_b, c[b], y[t, b], c_out, tanh_c_out, store, k)
             else:
                 padding_row(c[b], y[t, b], c_out, tanh_c_out, store)
-    if not blas:
+    if fused:
         h[lo:hi] = xh[:, I:]
 
 
