@@ -95,6 +95,26 @@ def test_default_crossover_sends_small_chunks_to_the_panel_kernel_and_large_ones
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("N, K", [(1, 1), (7, 5), (16, 16), (33, 17), (75, 40), (256, 64)], ids=str)
+def test_packed_panels_hold_the_transpose_and_zeros_past_it(dtype, N, K):
+    """Tiles transposed in registers give ``panels[q, k, j] = w[q W + j, k]``, zeros past the
+    N rows of ``w`` even in reused (dirty) memory, and the same for blocks side by side."""
+    rng = np.random.default_rng(N * K)
+    w = rng.standard_normal((N, K)).astype(dtype)
+    W = products.panel_width(dtype)
+    n_panels = -(-N // W)
+    want = np.zeros((n_panels * W, K), dtype=dtype)
+    want[:N] = w
+    want = want.reshape(n_panels, W, K).transpose(0, 2, 1)
+    for _ in range(2):  # the second packing gets the first one's memory back, then garbage
+        packed = products.pack_panels(w)
+        np.testing.assert_array_equal(packed, want)
+        packed.fill(np.nan)
+        del packed
+    np.testing.assert_array_equal(products.pack_panels(w[:, : K // 2], w[:, K // 2 :]), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("B, K, N", [(1, 5, 7), (3, 37, 75), (9, 64, 256), (6, 20, 160), (5, 3, 16)], ids=str)
 def test_panel_kernel_is_exact_in_any_blocking(dtype, B, K, N):
     """Blocks of 4 rows by 1 panel, 1 row by 4 panels and 1 by 1, full and partial panels:
