@@ -229,8 +229,8 @@ class NumbaBackend(Backend):
                 self._run(plan, _lstm.forward_rows, x, fused, G, w_hh, panels, b, h, c, lens, y, c_all, tanh_c_all,
                           store, k)  # fmt: skip
             else:
-                G = _input_projection(x, w_ih)
-                self._note_team(_run_units_forward(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k))
+                G, alone = _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
+                self._note_team(alone)
             options = None
         else:
             G = _input_projection(x, w_ih)
@@ -478,28 +478,36 @@ FUSED_MIN_ROWS = 8
 CALLS_AFTER_CONTENTION = 16
 
 
-def _run_units_forward(G, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k):
+def _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k):
     """The forward time loop with each step's units split in two parts
-    (:func:`~._lstm.forward_unit_step`, see :func:`_run_team`); ``h`` receives the last
-    states. Returns whether the calling thread went on alone."""
-    (B, H), n = c.shape, c.shape[1] - c.shape[1] // 2  # n: units of the larger part
+    (:func:`~._lstm.forward_unit_step`, see :func:`_run_team`), each thread computing the
+    input projection of its own gate rows first; ``h`` receives the last states. Returns
+    ``G`` (the activated gates, when ``store``) and whether the calling thread went on
+    alone."""
+    T, B, I = x.shape
+    H, n = c.shape[1], c.shape[1] - c.shape[1] // 2  # n: units of the larger part
     units = _unit_parts(H)
     h_steps = np.empty((2, B, H), dtype=h.dtype)
     h_steps[0] = h
     W = panel_width(h.dtype)
     panels = BUFFERS.zeros((2, -(-4 * n // W), H, W), h.dtype)
     biases = np.zeros((2, 4 * n), dtype=h.dtype)
+    own_gates = tuple(BUFFERS.empty((T, B, 4 * (u1 - u0)), h.dtype) for u0, u1 in units)
 
     def prepare(part):
         u0, u1 = units[part]
         pack_into(w_hh.reshape(4, H, H)[:, u0:u1].reshape(-1, H), panels[part])  # i, f, g, o of u0:u1
         biases[part, : 4 * (u1 - u0)] = b.reshape(4, H)[:, u0:u1].reshape(-1)
+        # own_gates[part] = x2 @ w_ih[i, f, g, o rows of u0:u1].T
+        w_part = w_ih.reshape(4, H, I)[:, u0:u1].reshape(-1, I)
+        np.matmul(x.reshape(T * B, I), w_part.T, out=own_gates[part].reshape(T * B, -1))
 
-    gates = np.empty((2, B * 4 * n + n), dtype=h.dtype)  # each part's gates and scratch row
-    args = (units, panels, biases, gates, G, h_steps, c, lens, y, c_all, tanh_c_all, store, k)
-    alone = _run_team(G.shape[0], _lstm.forward_unit_step, args, prepare)
-    h[:] = h_steps[G.shape[0] % 2]
-    return alone
+    scratch = np.empty((2, n), dtype=h.dtype)
+    G = BUFFERS.empty((T, B, 4 * H) if store else (0, B, 4 * H), h.dtype)
+    args = (units, panels, biases, own_gates, scratch, G, h_steps, c, lens, y, c_all, tanh_c_all, store, k)
+    alone = _run_team(T, _lstm.forward_unit_step, args, prepare)
+    h[:] = h_steps[T % 2]
+    return G, alone
 
 
 def _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc):

@@ -63,42 +63,42 @@ def forward_rows(lo, hi, blas, x, fused, G, w_hh, panels, bias, h, c, lens, y, c
 
 
 @njit(**JIT)
-def forward_unit_step(t, part, units, panels, biases, gates, G, h_steps, c, lens, y, c_all, tanh_c_all, store, k):
+def forward_unit_step(t, part, units, panels, biases, own_gates, scratch, G, h_steps, c, lens, y, c_all, tanh_c_all,
+                      store, k):  # fmt: skip
     """Step ``t`` of the forward loop for the units ``units[part, 0]:units[part, 1]`` of every
     row, one part of :func:`~._sync.run_team` (a batch too small to cut into chunks has its
     units split between two threads instead): this part's gate rows, then the state update
     of its units.
 
-    ``panels[part]`` packs the transpose of the part's rows of ``w_hh`` (the i, f, g, o rows
-    of its units, in that order), ``biases[part]`` holds the same rows of the bias and
-    ``gates[part]`` is the part's work buffer (its gates, then a scratch row), all flat or
-    padded to the larger part.
+    ``own_gates[part]`` (T, B, 4n) holds the input projection of the part's gate rows (the
+    i, f, g, o rows of its ``n`` units, in that order) and receives their activations;
+    ``panels[part]`` packs the transpose of the same rows of ``w_hh``, ``biases[part]``
+    holds those of the bias (padded to the larger part), ``scratch[part]`` is a row of
+    ``n`` to write to. With ``store``, the activated gates go to their columns of ``G``
+    (T, B, 4H), the cache.
     ``h_steps`` (2, B, H) holds ``h0`` in its first half and receives ``h_t`` in
     ``h_steps[t % 2]``, so that a part writes ``h_{t+1}`` while the other may still read
-    ``h_t``. Each output is computed by the same instructions as in :func:`forward_rows`:
-    the results do not depend on the split.
+    ``h_t``. Each output is computed by the same instructions as in :func:`forward_rows`
+    on its unfused route: the results do not depend on the split.
     """
     B, H = c.shape
     u0, u1 = units[part, 0], units[part, 1]
     n = u1 - u0
-    own = gates[part, : B * 4 * n].reshape(B, 4 * n)
-    scratch = gates[part, B * 4 * n : B * 4 * n + n]
+    own = own_gates[part][t]
     bias = biases[part, : 4 * n]
     h, h_next = h_steps[t % 2], h_steps[(t + 1) % 2]
-    for b in range(B):
-        for q in range(4):
-            own[b, q * n : (q + 1) * n] = G[t, b, q * H + u0 : q * H + u1]
     # own += h @ w_part.T
     panel_matmul_add(h, panels[part], True, own, 0, B)
     for b in range(B):
-        c_out, tanh_c_out = (c_all[t, b, u0:u1], tanh_c_all[t, b, u0:u1]) if store else (scratch, scratch)
+        c_out, tanh_c_out = (c_all[t, b, u0:u1], tanh_c_all[t, b, u0:u1]) if store else (scratch[part], scratch[part])
         if t >= lens[b]:
             h_next[b, u0:u1] = h[b, u0:u1]
             padding_row(c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store)
             continue
         gate_row(own[b], bias, h_next[b, u0:u1], c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store, k)
-        for q in range(4):  # the activated gates, for the cache
-            G[t, b, q * H + u0 : q * H + u1] = own[b, q * n : (q + 1) * n]
+        if store:
+            for q in range(4):  # the activated gates, for the cache
+                G[t, b, q * H + u0 : q * H + u1] = own[b, q * n : (q + 1) * n]
 
 
 @njit(**JIT)
