@@ -293,20 +293,23 @@ def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch,
     monkeypatch.setattr(nb, "MIN_STEP_WORK", 1)
     monkeypatch.setattr(nb, "CALLS_AFTER_CONTENTION", 0)  # a busy machine must not skip the backward's split
     threads = []
-    run_team = nb.run_team
 
-    def recording_run_team(me, n_steps, step, args, progress):
-        threads.append((step.__name__, me, threading.current_thread().name.startswith("lstmcpu-numba")))
-        run_team(me, n_steps, step, args, progress)
+    def recording(team):
+        def run(me, n_steps, args, progress):
+            threads.append((team.__name__, me, threading.current_thread().name.startswith("lstmcpu-numba")))
+            team(me, n_steps, args, progress)
 
-    monkeypatch.setattr(nb, "run_team", recording_run_team)
+        return run
+
+    for name in ("forward_team", "backward_team"):
+        monkeypatch.setattr(nb._lstm, name, recording(getattr(nb._lstm, name)))
     p = random_problem(7, B, 5, H, dtype, seed=4)
     p["lengths"] = None if lengths is None else np.array(lengths)
     serial = forward_backward(nb.NumbaBackend(n_threads=1), p, dtype)
     assert not threads
     split = forward_backward(nb.NumbaBackend(n_threads=2), p, dtype)
-    assert sorted(threads) == [("backward_unit_step", 0, False), ("backward_unit_step", 1, True),
-                               ("forward_unit_step", 0, False), ("forward_unit_step", 1, True)]  # fmt: skip
+    assert sorted(threads) == [("backward_team", 0, False), ("backward_team", 1, True),
+                               ("forward_team", 0, False), ("forward_team", 1, True)]  # fmt: skip
     for name, a, b in zip(["y", "h_n", "c_n"] + GRAD_NAMES, split, serial):
         np.testing.assert_array_equal(a, b, err_msg=name)
     assert_matches_oracle(split, p, dtype)

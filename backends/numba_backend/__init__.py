@@ -79,7 +79,7 @@ from . import _gru, _lstm, _lstm_variants, _rnn
 from ._activations import constants
 from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, projection_size
 from ._products import pack_into, pack_panels, panel_width
-from ._sync import DONE, START, STOP, new_progress, run_team
+from ._sync import DONE, START, STOP, new_progress
 
 __all__ = ["NumbaBackend", "chunk_count", "make_backend", "use_blas"]
 
@@ -505,7 +505,7 @@ def _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store
     scratch = np.empty((2, n), dtype=h.dtype)
     G = BUFFERS.empty((T, B, 4 * H) if store else (0, B, 4 * H), h.dtype)
     args = (units, panels, biases, own_gates, scratch, G, h_steps, c, lens, y, c_all, tanh_c_all, store, k)
-    alone = _run_team(T, _lstm.forward_unit_step, args, prepare)
+    alone = _run_team(T, _lstm.forward_team, args, prepare)
     h[:] = h_steps[T % 2]
     return G, alone
 
@@ -525,7 +525,7 @@ def _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc
         own[part, : B * (u1 - u0)] = dh[:, u0:u1].reshape(-1)
 
     args = (units, w_parts, own, dG, dy, gates, c_all, tanh_c_all, c0, lens, dh, dc)
-    return _run_team(dG.shape[0] + 1, _lstm.backward_unit_step, args, prepare)
+    return _run_team(dG.shape[0] + 1, _lstm.backward_team, args, prepare)
 
 
 def _unit_parts(H):
@@ -533,17 +533,18 @@ def _unit_parts(H):
     return np.array([[0, H // 2], [H // 2, H]], dtype=np.int64)
 
 
-def _run_team(n_steps, step, args, prepare):
-    """:func:`~._sync.run_team` of ``step`` on the calling thread and a pool thread, each
-    running ``prepare(part)`` for its own part first; returns whether the calling thread
-    went on alone. A thread that fails lets the other go on alone (its part of the results
-    is then wrong, but the error is raised)."""
+def _run_team(n_steps, team, args, prepare):
+    """``team(me, n_steps, args, progress)`` (a team's loop, such as
+    :func:`~._lstm.forward_team`) on the calling thread (``me = 0``) and a
+    pool thread (``me = 1``), each running ``prepare(me)`` for its own part first; returns
+    whether the calling thread went on alone. A thread that fails lets the other go on
+    alone (its part of the results is then wrong, but the error is raised)."""
     progress = new_progress()
 
     def member(me):
         try:
             prepare(me)
-            run_team(me, n_steps, step, args, progress)
+            team(me, n_steps, args, progress)
         except BaseException:
             progress[START if me == 0 else DONE] = STOP if me == 0 else n_steps
             raise

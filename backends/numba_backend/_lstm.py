@@ -7,6 +7,7 @@ from numba import njit
 from ._activations import JIT
 from ._lstm_gates import gate_gradient_row, gate_row
 from ._products import matmul_add, panel_matmul, panel_matmul_add
+from ._sync import team_parts, team_step_done
 
 
 @njit(**JIT)
@@ -66,7 +67,7 @@ def forward_rows(lo, hi, blas, x, fused, G, w_hh, panels, bias, h, c, lens, y, c
 def forward_unit_step(t, part, units, panels, biases, own_gates, scratch, G, h_steps, c, lens, y, c_all, tanh_c_all,
                       store, k):  # fmt: skip
     """Step ``t`` of the forward loop for the units ``units[part, 0]:units[part, 1]`` of every
-    row, one part of :func:`~._sync.run_team` (a batch too small to cut into chunks has its
+    row, one part of :func:`forward_team` (a batch too small to cut into chunks has its
     units split between two threads instead): this part's gate rows, then the state update
     of its units.
 
@@ -154,3 +155,29 @@ def backward_unit_step(i, part, units, w_parts, own, dG, dy, gates, c_all, tanh_
         gate_gradient_row(dy[t, b, u0:u1], g_own, c_prev, tanh_c_all[t, b, u0:u1], dh_own[b], dc[b, u0:u1], d_own)
         for q in range(4):
             dG[t, b, q * H + u0 : q * H + u1] = d_own[q * n : (q + 1) * n]
+
+
+
+@njit(**JIT)
+def forward_team(me, n_steps, args, progress):
+    """Thread ``me``'s share of the forward loop split by units: its parts of every step of
+    :func:`forward_unit_step` (see :mod:`._sync`)."""
+    for i in range(n_steps):
+        first, end = team_parts(me, i, progress)
+        if first == end:
+            return
+        for part in range(first, end):
+            forward_unit_step(i, part, *args)
+        team_step_done(me, i, progress)
+
+
+@njit(**JIT)
+def backward_team(me, n_steps, args, progress):
+    """Thread ``me``'s share of the backward loop split by units (see :func:`forward_team`)."""
+    for i in range(n_steps):
+        first, end = team_parts(me, i, progress)
+        if first == end:
+            return
+        for part in range(first, end):
+            backward_unit_step(i, part, *args)
+        team_step_done(me, i, progress)

@@ -1,5 +1,8 @@
 """Two threads sharing one time loop, step by step (a batch too small to cut into chunks,
-whose units are split instead): :func:`run_team`.
+whose units are split instead): :func:`team_parts` before each step and
+:func:`team_step_done` after it, around the step's work in a loop of the caller's (a
+compiled function that received the step function as an argument could not be cached:
+Numba embeds the function object, and compiled it again in every process).
 
 The calling thread leads: it publishes each step's number, both threads run their part of
 the step, and the leader waits for the other's part before the next step. Each side spins
@@ -30,38 +33,44 @@ from ._activations import JIT
 SPINS = 2**12
 #: Waits for the other thread that may give the core away before the leader goes alone.
 MAX_LATE = 4
-# Slots of ``progress``: the step the other thread may run (STOP: none, it returns), and
-# the steps it has finished.
-START, DONE, STOP = 0, 1, -1
+# Slots of ``progress``: the step the other thread may run (STOP: none, it returns), the
+# steps it has finished, and the leader's own count of late steps and whether it went alone.
+START, DONE, LATE, ALONE, STOP = 0, 1, 2, 3, -1
 
 
 def new_progress():
-    """The ``progress`` array of one :func:`run_team` call."""
-    return np.zeros(2, dtype=np.int64)
+    """The ``progress`` array of one team's run."""
+    return np.zeros(4, dtype=np.int64)
 
 
 @njit(**JIT)
-def run_team(me, n_steps, step, args, progress):
-    """``step(i, part, *args)`` for ``i`` in ``range(n_steps)`` and ``part`` 0 and 1, as
-    thread ``me``: 0 (the leader, the calling thread) runs part 0 of every step and, once
-    it goes alone, part 1 too; 1 runs part 1 of each step the leader allows. Every write
-    of a step is visible to both threads before either starts the next."""
-    late = 0
-    alone = False
-    for i in range(n_steps):
-        if me == 1 and not _wait(progress, START, i):
-            return
-        if me == 0 and not alone:
-            atomic_store(progress, START, i)
-        for part in range(me, 2 if alone else me + 1):  # one call site: compiled once
-            step(i, part, *args)
-        if me == 1:
-            atomic_store(progress, DONE, i + 1)
-        elif not alone and not _wait(progress, DONE, i + 1):
-            late += 1
-            if late > MAX_LATE:
-                alone = True
-                atomic_store(progress, START, STOP)
+def team_parts(me, i, progress):
+    """The parts ``(first, end)`` of step ``i`` that thread ``me`` runs, once it may: 0 (the
+    leader, the calling thread) runs part 0, both once it goes alone; 1 runs part 1 of each
+    step the leader allows, none (``first == end``: it returns) once the leader goes alone.
+    A team's loop is ``for i in range(n_steps)``: these parts of step ``i``, then
+    :func:`team_step_done`."""
+    if me == 1:
+        return (1, 2) if _wait(progress, START, i) else (1, 1)
+    if progress[ALONE]:
+        return (0, 2)
+    atomic_store(progress, START, i)
+    return (0, 1)
+
+
+@njit(**JIT)
+def team_step_done(me, i, progress):
+    """After thread ``me``'s parts of step ``i``: the worker reports them; the leader waits
+    for the worker's, and after more than :data:`MAX_LATE` waits that gave its core away,
+    stops the worker and goes on alone. Every write of a step is then visible to both
+    threads before either starts the next."""
+    if me == 1:
+        atomic_store(progress, DONE, i + 1)
+    elif not progress[ALONE] and not _wait(progress, DONE, i + 1):
+        progress[LATE] += 1
+        if progress[LATE] > MAX_LATE:
+            progress[ALONE] = 1
+            atomic_store(progress, START, STOP)
 
 
 @njit(**JIT)
