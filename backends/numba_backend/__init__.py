@@ -9,6 +9,10 @@ Forward
     2. a compiled time loop: per step the recurrent product ``h @ w_hh.T``, then one fused
        pass that adds the bias, applies the gates and updates the state;
     3. the cache keeps the post-activation gates (in ``G``) and the states backward reads.
+    The plain LSTM departs from the oracle's order where it pays: on the panel route, chunks
+    of :data:`FUSED_MIN_ROWS` rows or more compute step 1 within step 2, one product
+    ``[x_t, h] @ [w_ih, w_hh].T`` per step; a single sequence split between two threads
+    has each thread project its own gate rows.
 
 Backward
     1. a compiled time loop of elementwise work and one product ``dG[t] @ w_hh`` per step;
