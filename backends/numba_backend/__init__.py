@@ -491,7 +491,9 @@ def _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store
     T, B, I = x.shape
     H, n = c.shape[1], c.shape[1] - c.shape[1] // 2  # n: units of the larger part
     units = _unit_parts(H)
-    h_steps = np.empty((2, B, H), dtype=h.dtype)
+    # Arrays both threads write start on cache lines (BUFFERS): a line holding the end of
+    # one part and the start of the other would go back and forth between the cores.
+    h_steps = BUFFERS.empty((2, B, H), h.dtype)
     h_steps[0] = h
     W = panel_width(h.dtype)
     panels = BUFFERS.zeros((2, -(-4 * n // W), H, W), h.dtype)
@@ -506,7 +508,7 @@ def _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store
         w_part = w_ih.reshape(4, H, I)[:, u0:u1].reshape(-1, I)
         np.matmul(x.reshape(T * B, I), w_part.T, out=own_gates[part].reshape(T * B, -1))
 
-    scratch = np.empty((2, n), dtype=h.dtype)
+    scratch = BUFFERS.empty((2, -(-n // 16) * 16), h.dtype)  # rows on separate cache lines
     G = BUFFERS.empty((T, B, 4 * H) if store else (0, B, 4 * H), h.dtype)
     args = (units, panels, biases, own_gates, scratch, G, h_steps, c, lens, y, c_all, tanh_c_all, store, k)
     alone = _run_team(T, _lstm.forward_team, args, prepare)
