@@ -491,10 +491,13 @@ def _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store
     T, B, I = x.shape
     H, n = c.shape[1], c.shape[1] - c.shape[1] // 2  # n: units of the larger part
     units = _unit_parts(H)
-    # Arrays both threads write start on cache lines (BUFFERS): a line holding the end of
-    # one part and the start of the other would go back and forth between the cores.
+    # Arrays both threads write start on cache lines (BUFFERS; c is copied to one): a line
+    # holding the end of one part and the start of the other would go back and forth
+    # between the cores.
     h_steps = BUFFERS.empty((2, B, H), h.dtype)
     h_steps[0] = h
+    c_team = BUFFERS.empty(c.shape, c.dtype)
+    c_team[:] = c
     W = panel_width(h.dtype)
     panels = BUFFERS.zeros((2, -(-4 * n // W), H, W), h.dtype)
     biases = np.zeros((2, 4 * n), dtype=h.dtype)
@@ -510,9 +513,10 @@ def _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store
 
     scratch = BUFFERS.empty((2, -(-n // 16) * 16), h.dtype)  # rows on separate cache lines
     G = BUFFERS.empty((T, B, 4 * H) if store else (0, B, 4 * H), h.dtype)
-    args = (units, panels, biases, own_gates, scratch, G, h_steps, c, lens, y, c_all, tanh_c_all, store, k)
+    args = (units, panels, biases, own_gates, scratch, G, h_steps, c_team, lens, y, c_all, tanh_c_all, store, k)
     alone = _run_team(T, _lstm.forward_team, args, prepare)
     h[:] = h_steps[T % 2]
+    c[:] = c_team
     return G, alone
 
 
@@ -523,15 +527,21 @@ def _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc
     (B, H), n = dh.shape, dh.shape[1] - dh.shape[1] // 2
     units = _unit_parts(H)
     w_parts = BUFFERS.empty((2, 4 * H * n), dh.dtype)
-    own = np.empty((2, B * n + 8 * n), dtype=dh.dtype)  # each part's dh, gates and their gradients
+    # each part's dh, gates and their gradients, and dc, on cache lines of their own (see
+    # _run_units_forward)
+    own = BUFFERS.empty((2, -(-(B * n + 8 * n) // 16) * 16), dh.dtype)
+    dc_team = BUFFERS.empty(dc.shape, dc.dtype)
+    dc_team[:] = dc
 
     def prepare(part):
         u0, u1 = units[part]
         w_parts[part, : 4 * H * (u1 - u0)] = w_hh[:, u0:u1].reshape(-1)
         own[part, : B * (u1 - u0)] = dh[:, u0:u1].reshape(-1)
 
-    args = (units, w_parts, own, dG, dy, gates, c_all, tanh_c_all, c0, lens, dh, dc)
-    return _run_team(dG.shape[0] + 1, _lstm.backward_team, args, prepare)
+    args = (units, w_parts, own, dG, dy, gates, c_all, tanh_c_all, c0, lens, dh, dc_team)
+    alone = _run_team(dG.shape[0] + 1, _lstm.backward_team, args, prepare)
+    dc[:] = dc_team
+    return alone
 
 
 def _unit_parts(H):
