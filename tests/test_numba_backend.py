@@ -88,10 +88,10 @@ def test_default_crossover_sends_small_chunks_to_the_panel_kernel_and_large_ones
     assert nb.use_blas(small + 1)
     # The route follows the rows per chunk (one chunk per thread).
     assert not nb.use_blas(2 * small, 2) and nb.use_blas(2 * small + 1, 2)
-    # Weights beyond L2: only an eighth as many rows; weights below SMALL_WEIGHTS a quarter.
+    # Weights beyond L2: only an eighth as many rows; weights below SMALL_WEIGHTS 8 times.
     assert not nb.use_blas(small // 8, 1, large) and nb.use_blas(small // 8 + 1, 1, large)
     tiny = nb.SMALL_WEIGHTS - 1
-    assert not nb.use_blas(small // 4, 1, tiny) and nb.use_blas(small // 4 + 1, 1, tiny)
+    assert not nb.use_blas(small * 8, 1, tiny) and nb.use_blas(small * 8 + 1, 1, tiny)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])

@@ -616,18 +616,24 @@ def _blas_limit(n_threads):
 # 20 steps; over 100 steps (`--hidden 256 --batch 1 --steps 100`, same load) the forward
 # ties (1.04) and training is ahead (0.89), and only the panel kernel can split a step
 # between threads. (Measured on the LSTM; the other cells use the same rule.)
-# Small weights (H below 64 in float32) are another case: with H=32 (the demo's LSTM, T=52,
-# float32, 1 thread, interleaved medians of 25, load 0.6-1) the panel kernel led up to 24
-# rows (B=16: 0.46 ms forward against 0.55 by BLAS) and fell far behind from 28 (B=32: 1.82
-# against 1.03; B=64: 3.00 against 1.82), which made the demo's Numba epoch 104 ms against
-# 64 with BLAS at those sizes.
+# Small weights (H below 64 in float32) are another case. With the first panel kernel the
+# demo's LSTM (H=32) fell 2x behind BLAS from 28 rows; since each step's product reads the
+# weights panel pair by panel pair and fuses the input projection, the panel kernel leads
+# at every batch measured (1 thread, float32, interleaved medians of 7, load 0.6-0.9;
+# forward without cache | training step, ms, BLAS beyond 16 rows -> panel kernel):
+#   H=32, I=1, T=52:  B=32 1.62 -> 0.65 | 2.46 -> 1.55    B=128 5.41 -> 2.25 | 8.56 -> 5.39
+#                     B=256 11.0 -> 4.50 | 18.8 -> 10.6
+#   H=16, I=8, T=52, B=512: 7.46 -> 5.82 | 14.3 -> 13.4;  H=48, I=16, T=50, B=32: 1.52 -> 0.99 | 3.23 -> 2.76
+# while with H=64 (64 KiB) at 128-256 rows the forward still gains 1.3x and training ties,
+# and with weights of 1 MiB and more training is 10-30% slower on the panel kernel (its
+# backward reads w_hh in place) though the forward gains up to 1.25x.
 #: Largest batch chunk whose recurrent products go through the panel kernel rather than
 #: BLAS, for weights of :data:`SMALL_WEIGHTS` to :data:`L2_WEIGHTS` bytes; an eighth of it
-#: beyond, a quarter below.
+#: beyond, 8 times as many below.
 SMALL_BATCH = 64
 #: Bytes of a recurrent weight matrix up to which it stays in this CPU's L2 during a step.
 L2_WEIGHTS = 2**20
-#: Bytes of a recurrent weight matrix below which a quarter of SMALL_BATCH rows is the limit.
+#: Bytes of a recurrent weight matrix below which the panel kernel takes 8 times as many rows.
 SMALL_WEIGHTS = 2**16
 
 
@@ -635,12 +641,12 @@ def use_blas(B, n_chunks=1, weight_bytes=SMALL_WEIGHTS):
     """True when the recurrent products of a batch of ``B`` rows, cut into ``n_chunks``
     chunks, with a weight matrix of ``weight_bytes``, should go to BLAS rather than the
     panel kernel: chunks of more than :data:`SMALL_BATCH` rows (an eighth of it for weights
-    larger than :data:`L2_WEIGHTS`, a quarter for weights smaller than
+    larger than :data:`L2_WEIGHTS`, 8 times as many for weights smaller than
     :data:`SMALL_WEIGHTS`)."""
     if weight_bytes > L2_WEIGHTS:
         limit = SMALL_BATCH // 8
     elif weight_bytes < SMALL_WEIGHTS:
-        limit = SMALL_BATCH // 4
+        limit = SMALL_BATCH * 8
     else:
         limit = SMALL_BATCH
     return -(-B // n_chunks) > limit
