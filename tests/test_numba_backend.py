@@ -291,6 +291,7 @@ def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch,
     thread and a pool thread, synchronised per step, forward and backward; every output and
     gradient equals the one-thread result to the bit."""
     monkeypatch.setattr(nb, "MIN_STEP_WORK", 1)
+    monkeypatch.setattr(nb, "MAX_SPLIT_ROWS", 3)
     monkeypatch.setattr(nb, "CALLS_AFTER_CONTENTION", 0)  # a busy machine must not skip the backward's split
     threads = []
 
@@ -313,6 +314,16 @@ def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch,
     for name, a, b in zip(["y", "h_n", "c_n"] + GRAD_NAMES, split, serial):
         np.testing.assert_array_equal(a, b, err_msg=name)
     assert_matches_oracle(split, p, dtype)
+
+
+def test_only_a_single_sequence_with_enough_work_per_step_is_split():
+    backend, plan = nb.NumbaBackend(n_threads=2), (1, False)
+    online, demo = np.zeros((1024, 256), np.float32), np.zeros((4 * 182, 182), np.float32)
+    assert backend._splits_units(plan, 1, online)
+    assert not backend._splits_units(plan, 2, online)  # two sequences: one thread
+    assert not backend._splits_units(plan, 1, demo)  # 132k multiply-adds a step: too little
+    assert not nb.NumbaBackend(n_threads=1)._splits_units(plan, 1, online)
+    assert not backend._splits_units((1, True), 1, online)  # BLAS route
 
 
 def test_after_a_team_went_alone_the_next_calls_run_on_one_thread():

@@ -149,11 +149,11 @@ class NumbaBackend(Backend):
 
     def _splits_units(self, plan, B, w_hh):
         """Whether each step's units are split between two threads: the batch is not
-        cut into chunks (a single sequence, or too little work), the panel kernel takes the
-        products, two threads are allowed, each step brings at least :data:`MIN_STEP_WORK`
-        multiply-adds, and no recent split call found the other core busy (see
-        :meth:`_note_team`)."""
-        if not (plan == (1, False) and self._threads() >= 2 and B * w_hh.size >= MIN_STEP_WORK):
+        cut into chunks and has at most :data:`MAX_SPLIT_ROWS` rows (a single sequence), the
+        panel kernel takes the products, two threads are allowed, each step brings at least
+        :data:`MIN_STEP_WORK` multiply-adds, and no recent split call found the other core
+        busy (see :meth:`_note_team`)."""
+        if not (plan == (1, False) and B <= MAX_SPLIT_ROWS and self._threads() >= 2 and B * w_hh.size >= MIN_STEP_WORK):
             return False
         if self._one_thread_calls > 0:
             self._one_thread_calls -= 1
@@ -464,11 +464,19 @@ def _run_chunks(kernel, n_chunks, B, blas, args):
 # 1.95 ms (min 1.79) against 2.13 (min 2.08) on one thread. A half alone takes 0.97 ms: most
 # of the rest is waiting for the other thread on this shared VM, whose two vCPUs are not
 # always running at once (with pure spinning, a descheduled partner cost whole time slices:
-# 401 ms instead of 3; hence the yield and the fallback to one thread in ._sync). Below
-# ~2**17 multiply-adds a step (~5 us) the handoffs would eat the gain.
+# 401 ms instead of 3; hence the yield and the fallback to one thread in ._sync).
+# Re-measured after the one-thread route got faster (vectorised gate passes, fused input
+# projection; 2 threads, float32, split / not split, medians of 5 interleaved, forward |
+# training step, ms): B=1, H=182 (132k a step) 1.01/0.78 | 2.45/1.66; B=32, H=32 (the demo's
+# LSTM, 131k) 1.40/0.74 | 3.80/1.69; B=4, H=128 (262k) 0.90/0.73 | 2.48/1.93; B=8, H=128
+# (524k) 1.10/1.11 | 2.87/2.98; B=2, H=256 (524k) 1.76/1.85 | 4.61/4.52; B=1, H=256 (the
+# online preset, 262k) 1.87/2.43 | 4.40/5.80 and 1.94/2.36 | 4.97/5.80. So only a single
+# sequence of 2**18 multiply-adds a step or more is split.
 #: Least work, in multiply-adds of one step's recurrent product, for which the units of a
 #: batch that is not cut into chunks are split between two threads (see ``_splits_units``).
-MIN_STEP_WORK = 2**17
+MIN_STEP_WORK = 2**18
+#: Most rows of a batch whose units are split between two threads.
+MAX_SPLIT_ROWS = 1
 # Fusing the input projection into each step's product reads [w_ih, w_hh] once per step
 # instead of w_hh, against one input GEMM over all steps: a chunk of a few rows does not
 # repay the extra reads. Measured on the 2-core Xeon, float32, 1 thread, fused / unfused,
