@@ -4,7 +4,7 @@ Times one recurrent layer's inference forward pass and one training step (forwar
 backward of a sum loss w.r.t. the input and all weights) for every available lstmcpu
 backend and, when installed, PyTorch's ``nn.LSTM`` / ``nn.GRU`` and ONNX Runtime's ``LSTM`` /
 ``GRU`` operators — all in one process at one thread count, with warm-up and medians of
-repeated runs, the implementations of each row taking turns (:func:`time_interleaved`).
+repeated runs.
 
 Examples
 --------
@@ -57,34 +57,17 @@ def flops(T, B, I, H, mode, cell="lstm"):
     return forward * (3 if mode == "train" else 1)
 
 
-#: Rounds in which the implementations of one table row take turns, each timed for
-#: ``min_time / ROUNDS`` per round: on a shared machine whose speed drifts over seconds (the
-#: 2-core Xeon this was written on: the same call 1.5x slower for seconds at a time), each
-#: implementation then meets the same mix of fast and slow moments; timed one after the
-#: other, one could fall wholly in a fast spell and its peer in a slow one.
-ROUNDS = 5
-
-
-def time_interleaved(fns, min_time=0.2, rounds=ROUNDS, min_repeats=5, warmup=2):
-    """Median wall time in seconds of each callable of ``fns`` (a dict), after ``warmup``
-    untimed calls each, timed in ``rounds`` rounds in which every callable takes its turn
-    for ``min_time / rounds`` seconds (at least ``min_repeats / rounds`` calls, one at
-    least)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    per_round = max(1, -(-min_repeats // rounds))
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            calls = 0
-            while calls < per_round or time.perf_counter() - start < min_time / rounds:
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-                calls += 1
-    return {name: statistics.median(t) for name, t in times.items()}
+def time_call(fn, min_time=0.2, min_repeats=5, max_repeats=200, warmup=2):
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or (time.perf_counter() - start < min_time and len(times) < max_repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 # ---------------------------------------------------------------------- runners
@@ -192,8 +175,10 @@ def run(shapes, modes, backends, peers, threads, dtype, min_time, cells=("lstm",
             runners = {name: lstmcpu_runner(name, cell, mode, T, B, I, H, dtype, rng) for name in backends}
             runners.update(peer_runners(cell, mode, T, B, I, H, dtype, rng, threads, peers))
             rows = []
-            timed = time_interleaved({impl: fn for impl, fn in runners.items() if fn is not None}, min_time=min_time)
-            for impl, seconds in timed.items():
+            for impl, fn in runners.items():
+                if fn is None:
+                    continue
+                seconds = time_call(fn, min_time=min_time)
                 gflops = flops(T, B, I, H, mode, cell) / seconds / 1e9
                 rows.append(Result(cell, shape, mode, impl, seconds * 1e3, gflops))
                 progress(f"  {cell:>4} {shape:>7} {mode:>7} {impl:>12} {seconds * 1e3:10.3f} ms")

@@ -21,24 +21,6 @@ def test_info_lists_backends_and_blas(capsys):
     assert "BLAS / OpenMP thread pools:" in out
 
 
-def test_bench_implementations_take_turns():
-    """Each implementation is warmed up, then timed in every round, in turn: one slow spell
-    of the machine cannot fall on one of them only."""
-    calls = []
-
-    def fake(name, seconds):
-        def run():
-            calls.append(name)
-            bench.time.sleep(seconds)
-
-        return run
-
-    timed = bench.time_interleaved({"a": fake("a", 0.001), "b": fake("b", 0.003)}, min_time=0.0, rounds=3,
-                                   min_repeats=3, warmup=1)  # fmt: skip
-    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then one call each per round
-    assert 0.001 <= timed["a"] < timed["b"]
-
-
 def test_bench_times_backends_and_peers(tmp_path, capsys):
     path = tmp_path / "bench.json"
     main(["bench", "--shapes", "small", "--backends", "numpy", "--cells", "lstm,gru", "--min-time", "0.01",
