@@ -129,7 +129,6 @@ class VectorActivations:
         return builder.select(builder.fcmp_ordered(">=", x, self.v.zero), t, builder.fneg(t))
 
 
-
 def pow2_neg(n, one):
     """``2**-n`` in the dtype of ``one`` (1), for integers ``0 <= n <= 126``.
 

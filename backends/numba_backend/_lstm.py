@@ -74,9 +74,9 @@ def forward_unit_step(t, part, units, panels, biases, own_gates, scratch, G, h_s
     ``own_gates[part]`` (T, B, 4n) holds the input projection of the part's gate rows (the
     i, f, g, o rows of its ``n`` units, in that order) and receives their activations;
     ``panels[part]`` packs the transpose of the same rows of ``w_hh``, ``biases[part]``
-    holds those of the bias (padded to the larger part), ``scratch[part, :n]`` is a row of
-    ``n`` to write to. With ``store``, the activated gates go to their columns of ``G``
-    (T, B, 4H), the cache.
+    holds those of the bias (padded to the larger part); ``scratch`` stands in for the
+    cache rows without ``store`` (nothing is written to it then). With ``store``, the
+    activated gates go to their columns of ``G`` (T, B, 4H), the cache.
     ``h_steps`` (2, B, H) holds ``h0`` in its first half and receives ``h_t`` in
     ``h_steps[t % 2]``, so that a part writes ``h_{t+1}`` while the other may still read
     ``h_t``. Each output is computed by the same instructions as in :func:`forward_rows`
@@ -91,7 +91,7 @@ def forward_unit_step(t, part, units, panels, biases, own_gates, scratch, G, h_s
     # own += h @ w_part.T
     panel_matmul_add(h, panels[part], True, own, 0, B)
     for b in range(B):
-        c_out, tanh_c_out = (c_all[t, b, u0:u1], tanh_c_all[t, b, u0:u1]) if store else (scratch[part, :n], scratch[part, :n])
+        c_out, tanh_c_out = (c_all[t, b, u0:u1], tanh_c_all[t, b, u0:u1]) if store else (scratch[:n], scratch[:n])
         if t >= lens[b]:
             h_next[b, u0:u1] = h[b, u0:u1]
             padding_row(c[b, u0:u1], y[t, b, u0:u1], c_out, tanh_c_out, store)
@@ -155,7 +155,6 @@ def backward_unit_step(i, part, units, w_parts, own, dG, dy, gates, c_all, tanh_
         gate_gradient_row(dy[t, b, u0:u1], g_own, c_prev, tanh_c_all[t, b, u0:u1], dh_own[b], dc[b, u0:u1], d_own)
         for q in range(4):
             dG[t, b, q * H + u0 : q * H + u1] = d_own[q * n : (q + 1) * n]
-
 
 
 @njit(**JIT)

@@ -71,16 +71,14 @@ def _gate_row_ir(typingctx, gates, bias, h, c, y, c_out, tanh_c_out, store):
         gates_p, bias_p, h_p, c_p, y_p, c_out_p, tanh_c_out_p = data
         H = array_shape(context, builder, h, args[2])[0]
         keep = v.splat(builder.icmp_unsigned("!=", args[7], ir.Constant(args[7].type, 0)))
+        offsets = [builder.mul(v.const(q), H) for q in range(4)]  # of the i, f, g, o blocks
 
         def units(j, lanes):  # units j .. j + L - 1
-            pre = []
-            for q in range(4):  # i, f, g, o: gates + bias
-                offset = builder.mul(v.const(q), H)
-                pre.append(builder.fadd(v.load(v.element(gates_p, offset, j), lanes),
-                                        v.load(v.element(bias_p, offset, j), lanes)))  # fmt: skip
+            pre = [builder.fadd(v.load(v.element(gates_p, offset, j), lanes),
+                                v.load(v.element(bias_p, offset, j), lanes)) for offset in offsets]  # fmt: skip
             i, f, g, o = act.sigmoid(pre[0]), act.sigmoid(pre[1]), act.tanh(pre[2]), act.sigmoid(pre[3])
-            for q, value in enumerate((i, f, g, o)):
-                v.store(value, v.element(gates_p, builder.mul(v.const(q), H), j), lanes)
+            for offset, value in zip(offsets, (i, f, g, o)):
+                v.store(value, v.element(gates_p, offset, j), lanes)
             c_new = v.fma(f, v.load(v.element(c_p, j), lanes), builder.fmul(i, g))  # c = f c + i g
             tanh_c = act.tanh(c_new)
             h_new = builder.fmul(o, tanh_c)
@@ -145,23 +143,22 @@ def _gate_gradient_row_ir(typingctx, dy, gates, c_prev, tanh_c, dh, dc, dgates):
         )
         H = array_shape(context, builder, arrays[4], args[4])[0]
         one = v.splat(1.0)
+        offsets = [builder.mul(v.const(q), H) for q in range(4)]  # of the i, f, g, o blocks
 
-        def minus(a, b):  # a - b
-            return builder.fsub(a, b)
+        mul, sub = builder.fmul, builder.fsub
 
         def units(j, lanes):  # units j .. j + L - 1
-            offsets = [builder.mul(v.const(q), H) for q in range(4)]
             i, f, g, o = (v.load(v.element(gates_p, offset, j), lanes) for offset in offsets)
             tanh_c = v.load(v.element(tanh_c_p, j), lanes)
+            c_prev = v.load(v.element(c_prev_p, j), lanes)
             dh_j = builder.fadd(v.load(v.element(dh_p, j), lanes), v.load(v.element(dy_p, j), lanes))
             # dc += dh o (1 - tanh_c^2)
-            dc_j = v.fma(builder.fmul(dh_j, o), minus(one, builder.fmul(tanh_c, tanh_c)),
-                         v.load(v.element(dc_p, j), lanes))  # fmt: skip
+            dc_j = v.fma(mul(dh_j, o), sub(one, mul(tanh_c, tanh_c)), v.load(v.element(dc_p, j), lanes))
             dgates = (
-                builder.fmul(builder.fmul(dc_j, g), builder.fmul(i, minus(one, i))),
-                builder.fmul(builder.fmul(dc_j, v.load(v.element(c_prev_p, j), lanes)), builder.fmul(f, minus(one, f))),
-                builder.fmul(builder.fmul(dc_j, i), minus(one, builder.fmul(g, g))),
-                builder.fmul(builder.fmul(dh_j, tanh_c), builder.fmul(o, minus(one, o))),
+                mul(mul(dc_j, g), mul(i, sub(one, i))),
+                mul(mul(dc_j, c_prev), mul(f, sub(one, f))),
+                mul(mul(dc_j, i), sub(one, mul(g, g))),
+                mul(mul(dh_j, tanh_c), mul(o, sub(one, o))),
             )
             for offset, value in zip(offsets, dgates):
                 v.store(value, v.element(dgates_p, offset, j), lanes)

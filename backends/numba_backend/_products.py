@@ -176,10 +176,10 @@ def _panel_block_compiled(rows, count, m, first, row_step, panel_step, A, r, out
 @intrinsic(prefer_literal=True)
 def _panel_block_ir(typingctx, rows, count, m, first, row_step, panel_step, A, r, out, c0, add):
     """The block of :func:`panel_block` as LLVM IR: ``rows x 2 count`` vector accumulators
-    (loaded from ``out``, or zero without ``add``), a loop over ``k`` of two vector loads per panel, one broadcast
-    per row and one fused multiply-add per accumulator, then the stores. The columns of the
-    last panel past ``out``'s width are masked in every load and store (``m``'s too), so
-    nothing outside the arrays is read or written."""
+    (loaded from ``out``, or zero without ``add``), a loop over ``k`` of two vector loads per
+    panel, one broadcast per row and one fused multiply-add per accumulator, then the stores.
+    The columns of the last panel past ``out``'s width are masked in every load and store
+    (``m``'s too), so nothing outside the arrays is read or written."""
     literal = types.IntegerLiteral
     if not (isinstance(rows, literal) and isinstance(count, literal) and isinstance(add, types.BooleanLiteral)):
         return None

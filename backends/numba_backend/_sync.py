@@ -27,6 +27,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from ._activations import JIT
+from ._vectors import array_data
 
 #: Polls of a wait before it gives the core away: an atomic load and a pause each, 21 ns on
 #: the 2-core Xeon (86 us in all, several steps; shorter where ``pause`` is, as on Zen).
@@ -137,8 +138,7 @@ def _spin_pause_compiled():
 
 def _element_pointer(context, builder, array_type, array, index):
     """The address of ``array[index]`` (a 1-D C-contiguous array)."""
-    data = context.make_array(array_type)(context, builder, array).data
-    return builder.gep(data, [index])
+    return builder.gep(array_data(context, builder, array_type, array), [index])
 
 
 def _check(a, i):

@@ -49,7 +49,10 @@ class VectorBuilder:
         type)."""
         if not isinstance(value, ir.Value):
             return ir.Constant(self.vector, [ir.Constant(self.scalar, value)] * self.lanes)
-        return splat(self.builder, value, self.lanes)
+        vector = ir.VectorType(value.type, self.lanes)
+        single = self.builder.insert_element(ir.Constant(vector, None), value, ir.Constant(ir.IntType(32), 0))
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), self.lanes), [0] * self.lanes)
+        return self.builder.shuffle_vector(single, ir.Constant(vector, None), zeros)
 
     def element(self, data, *offsets):
         """Pointer to ``data[sum(offsets)]`` (``data`` a pointer to the scalar, the
@@ -104,14 +107,6 @@ class VectorBuilder:
 
     def _bytes(self, pointer):
         return self.builder.bitcast(pointer, ir.PointerType(ir.IntType(8)))
-
-
-def splat(builder, value, lanes):
-    """A vector of ``lanes`` copies of the scalar IR value ``value``."""
-    vector = ir.VectorType(value.type, lanes)
-    single = builder.insert_element(ir.Constant(vector, None), value, ir.Constant(ir.IntType(32), 0))
-    zeros = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-    return builder.shuffle_vector(single, ir.Constant(vector, None), zeros)
 
 
 def array_data(context, builder, array_type, value):
