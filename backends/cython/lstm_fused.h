@@ -131,8 +131,8 @@ LSTMCPU_INLINE void lstmcpu_row_sums_f64(const lstmcpu_vd x[4], lstmcpu_vd *r)
     {                                                                                      \
         enum { L = sizeof(V) / sizeof(T) };                                                \
         const ptrdiff_t H = n_units, KL = H - H % L;                                       \
-        for (ptrdiff_t r = 0; r < 4 * (H - H % L); r++) { /* the rows of full blocks */    \
-            const ptrdiff_t g = r / (H - H % L), u = r % (H - H % L), j = u % L;           \
+        for (ptrdiff_t r = 0; r < 4 * KL; r++) { /* the rows of full blocks */             \
+            const ptrdiff_t g = r / KL, u = r % KL, j = u % L;                             \
             const T *row = w + (g * H + u) * H;                                            \
             T *dst = P + ((u / L) * 4 + g) * KL * L; /* the block and gate's part */       \
             ptrdiff_t k = 0;                                                               \
