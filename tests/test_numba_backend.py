@@ -115,9 +115,12 @@ def test_packed_panels_hold_the_transpose_and_zeros_past_it(dtype, N, K):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("B, K, N", [(1, 5, 7), (3, 37, 75), (9, 64, 256), (6, 20, 160), (5, 3, 16)], ids=str)
+@pytest.mark.parametrize(
+    "B, K, N", [(1, 5, 7), (3, 37, 75), (9, 64, 256), (6, 20, 160), (5, 3, 16), (13, 37, 75), (20, 9, 100)], ids=str
+)
 def test_panel_kernel_is_exact_in_any_blocking(dtype, B, K, N):
-    """Blocks of 4 rows by 1 panel, 1 row by 4 panels and 1 by 1, full and partial panels:
+    """Blocks of 8 rows by 1 panel, 4 rows by 2 and by 1 panel, 1 row by 4 panels and 1 by 1,
+    full and partial panels:
     the product matches float64, reading ``m`` itself equals reading its packed panels to
     the bit, and so does any cut of the rows (each output is the same chain of
     multiply-adds whatever the blocking)."""
