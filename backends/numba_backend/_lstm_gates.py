@@ -4,12 +4,19 @@ vectors: :func:`gate_row`, :func:`gate_gradient_row`.
 Written as LLVM IR (:func:`_gate_row_ir`) because Numba cannot get there from loops: LLVM
 vectorises them in 256-bit vectors on AVX-512 CPUs (its preferred width, which Numba does
 not let a function change), and one loop per gate block, as vectorisation wants, pays each
-loop's setup per row and step. The IR does one pass over the units, 16 float32 or 8
-float64 at a time, with the four gates, the state update and ``tanh(c)`` in registers.
+loop's setup per row and step. The IR does one pass over the units, 32 float32 or 16
+float64 at a time (two registers side by side, :func:`~._vectors.for_each_pair`), with the
+four gates, the state update and ``tanh(c)`` in registers.
 Measured on the 2-core Xeon (Emerald Rapids), the pass alone over 32 rows and 5 steps,
-interleaved medians, ns per unit and step, seven Numba loops -> this IR: float32 H=64
-9.2 -> 3.9, H=256 6.4 -> 3.8; float64 H=64 17.6 -> 9.7; and the small preset's Numba
-forward (T=50, B=32, I=32, H=64, float32, 1 thread) 2.10 -> 1.75 ms.
+interleaved medians, ns per unit and step, seven Numba loops -> this IR (one register at a
+time): float32 H=64 9.2 -> 3.9, H=256 6.4 -> 3.8; float64 H=64 17.6 -> 9.7; and the small
+preset's Numba forward (T=50, B=32, I=32, H=64, float32, 1 thread) 2.10 -> 1.75 ms. Two
+registers at a time against one, in one process, medians of 9 interleaved rounds: the
+pass 0.84-0.91 of the time for H = 32 to 256 (H=16 the same), its gradient 0.70-0.92 for
+H = 64 to 256 but 1.07 at H=32 and 1.7 at H=16 (a few ns a row); float64, the pass
+0.81-0.85 for H = 32 to 256, the gradient 0.63-1.43 (noisy). The exponentials of one
+register are a chain of dependent operations; a second chain beside it fills the
+execution units the first leaves waiting.
 """
 
 import numpy as np
@@ -18,7 +25,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from ._activations import VectorActivations, sigmoid, tanh
-from ._vectors import VectorBuilder, array_data, array_shape, row_dtype
+from ._vectors import array_data, array_shape, for_each_pair, row_dtype
 
 
 def gate_row(gates, bias, h, c, y, c_out, tanh_c_out, store, k):
@@ -48,7 +55,9 @@ def gate_row(gates, bias, h, c, y, c_out, tanh_c_out, store, k):
         tanh_c_out[:] = tanh_c
 
 
-@overload(gate_row)
+# Inlined where it is called, by Numba: LLVM no longer inlined the larger body of two loops,
+# and the call then cost 200 ns a row (arguments through memory, array references counted).
+@overload(gate_row, inline="always")
 def _gate_row_compiled(gates, bias, h, c, y, c_out, tanh_c_out, store, k):
     return lambda gates, bias, h, c, y, c_out, tanh_c_out, store, k: _gate_row_ir(
         gates, bias, h, c, y, c_out, tanh_c_out, store
@@ -65,15 +74,14 @@ def _gate_row_ir(typingctx, gates, bias, h, c, y, c_out, tanh_c_out, store):
         return None
 
     def codegen(context, builder, signature, args):
-        v = VectorBuilder(context, builder, dtype)
-        act = VectorActivations(v)
         data = [array_data(context, builder, t, a) for t, a in zip(arrays, args)]
         gates_p, bias_p, h_p, c_p, y_p, c_out_p, tanh_c_out_p = data
         H = array_shape(context, builder, h, args[2])[0]
-        keep = v.splat(builder.icmp_unsigned("!=", args[7], ir.Constant(args[7].type, 0)))
-        offsets = [builder.mul(v.const(q), H) for q in range(4)]  # of the i, f, g, o blocks
+        store = builder.icmp_unsigned("!=", args[7], ir.Constant(args[7].type, 0))
+        offsets = [builder.mul(ir.Constant(H.type, q), H) for q in range(4)]  # of the i, f, g, o blocks
 
-        def units(j, lanes):  # units j .. j + L - 1
+        def units(v, j, lanes):  # units j .. j + L - 1
+            act = VectorActivations(v)
             pre = [builder.fadd(v.load(v.element(gates_p, offset, j), lanes),
                                 v.load(v.element(bias_p, offset, j), lanes)) for offset in offsets]  # fmt: skip
             i, f, g, o = act.sigmoid(pre[0]), act.sigmoid(pre[1]), act.tanh(pre[2]), act.sigmoid(pre[3])
@@ -85,11 +93,11 @@ def _gate_row_ir(typingctx, gates, bias, h, c, y, c_out, tanh_c_out, store):
             v.store(c_new, v.element(c_p, j), lanes)
             v.store(h_new, v.element(h_p, j), lanes)
             v.store(h_new, v.element(y_p, j), lanes)
-            stored = builder.and_(lanes, keep)
+            stored = builder.and_(lanes, v.splat(store))
             v.store(c_new, v.element(c_out_p, j), stored)
             v.store(tanh_c, v.element(tanh_c_out_p, j), stored)
 
-        v.for_each_vector(H, units)
+        for_each_pair(context, builder, dtype, H, units)
         return context.get_dummy_value()
 
     return types.none(gates, bias, h, c, y, c_out, tanh_c_out, store), codegen
@@ -121,7 +129,8 @@ def gate_gradient_row(dy, gates, c_prev, tanh_c, dh, dc, dgates):
     dh[:] = 0
 
 
-@overload(gate_gradient_row)
+# Inlined for the reason given at gate_row's overload.
+@overload(gate_gradient_row, inline="always")
 def _gate_gradient_row_compiled(dy, gates, c_prev, tanh_c, dh, dc, dgates):
     return lambda dy, gates, c_prev, tanh_c, dh, dc, dgates: _gate_gradient_row_ir(
         dy, gates, c_prev, tanh_c, dh, dc, dgates
@@ -137,17 +146,16 @@ def _gate_gradient_row_ir(typingctx, dy, gates, c_prev, tanh_c, dh, dc, dgates):
         return None
 
     def codegen(context, builder, signature, args):
-        v = VectorBuilder(context, builder, dtype)
         dy_p, gates_p, c_prev_p, tanh_c_p, dh_p, dc_p, dgates_p = (
             array_data(context, builder, t, a) for t, a in zip(arrays, args)
         )
         H = array_shape(context, builder, arrays[4], args[4])[0]
-        one = v.splat(1.0)
-        offsets = [builder.mul(v.const(q), H) for q in range(4)]  # of the i, f, g, o blocks
+        offsets = [builder.mul(ir.Constant(H.type, q), H) for q in range(4)]  # of the i, f, g, o blocks
 
         mul, sub = builder.fmul, builder.fsub
 
-        def units(j, lanes):  # units j .. j + L - 1
+        def units(v, j, lanes):  # units j .. j + L - 1
+            one = v.splat(1.0)
             i, f, g, o = (v.load(v.element(gates_p, offset, j), lanes) for offset in offsets)
             tanh_c = v.load(v.element(tanh_c_p, j), lanes)
             c_prev = v.load(v.element(c_prev_p, j), lanes)
@@ -165,7 +173,7 @@ def _gate_gradient_row_ir(typingctx, dy, gates, c_prev, tanh_c, dh, dc, dgates):
             v.store(builder.fmul(dc_j, f), v.element(dc_p, j), lanes)
             v.store(v.zero, v.element(dh_p, j), lanes)
 
-        v.for_each_vector(H, units)
+        for_each_pair(context, builder, dtype, H, units)
         return context.get_dummy_value()
 
     return types.none(*arrays), codegen

@@ -13,13 +13,16 @@ VECTOR_BYTES = 64
 
 class VectorBuilder:
     """Vector operations on ``builder`` for arrays of the Numba scalar type ``dtype``:
-    vectors of :data:`VECTOR_BYTES` bytes (16 float32, 8 float64)."""
+    vectors of ``registers`` times :data:`VECTOR_BYTES` bytes (16 float32, 8 float64 per
+    register). LLVM splits a vector of several registers into one operation per register,
+    emitted side by side: independent chains of work that keep the execution units busy
+    where one register's chain would leave them waiting on its latency."""
 
-    def __init__(self, context, builder, dtype):
+    def __init__(self, context, builder, dtype, registers=1):
         self.context, self.builder = context, builder
         self.scalar = context.get_value_type(dtype)
         self.itemsize = context.get_abi_sizeof(self.scalar)
-        self.lanes = VECTOR_BYTES // self.itemsize
+        self.lanes = registers * VECTOR_BYTES // self.itemsize
         self.vector = ir.VectorType(self.scalar, self.lanes)
         self.intp = ir.IntType(64)
         self.zero = ir.Constant(self.vector, None)
@@ -87,26 +90,40 @@ class VectorBuilder:
     def fabs(self, a):
         return self.builder.call(self._intrinsics["fabs"], [a])
 
-    def for_each_vector(self, end, body):
-        """Emits ``for j in range(0, end, lanes): body(j, mask)``, ``mask`` the lanes of the
-        vector at ``j`` before ``end`` (all but in the last)."""
+    def for_each_vector(self, end, body, start=None):
+        """Emits ``for j in range(start, end, lanes): body(j, mask)``, ``mask`` the lanes of
+        the vector at ``j`` before ``end`` (all but in the last); ``start`` an ``intp``
+        value, 0 if None."""
         builder = self.builder
+        start = self.const(0) if start is None else start
         entry = builder.block
         loop = builder.append_basic_block("vectors.j")
         done = builder.append_basic_block("vectors.done")
-        builder.cbranch(builder.icmp_signed(">", end, self.const(0)), loop, done)
+        builder.cbranch(builder.icmp_signed(">", end, start), loop, done)
         builder.position_at_end(loop)
         j = builder.phi(self.intp)
         body(j, self.mask(j, end))
         j_next = builder.add(j, self.const(self.lanes))
         body_end = builder.block
         builder.cbranch(builder.icmp_signed("<", j_next, end), loop, done)
-        j.add_incoming(self.const(0), entry)
+        j.add_incoming(start, entry)
         j.add_incoming(j_next, body_end)
         builder.position_at_end(done)
 
     def _bytes(self, pointer):
         return self.builder.bitcast(pointer, ir.PointerType(ir.IntType(8)))
+
+
+def for_each_pair(context, builder, dtype, end, body):
+    """Emits ``body(v, j, mask)`` for the elements ``0:end`` of arrays of ``dtype``, as
+    :meth:`VectorBuilder.for_each_vector` does: ``v`` a :class:`VectorBuilder` of two
+    registers while whole ones fit, then of one register for the rest (at most two vectors,
+    the last masked), so that a short row does not compute a half-empty pair."""
+    pair = VectorBuilder(context, builder, dtype, registers=2)
+    single = VectorBuilder(context, builder, dtype)
+    whole = builder.mul(builder.sdiv(end, pair.const(pair.lanes)), pair.const(pair.lanes))
+    pair.for_each_vector(whole, lambda j, mask: body(pair, j, mask))
+    single.for_each_vector(end, lambda j, mask: body(single, j, mask), start=whole)
 
 
 def array_data(context, builder, array_type, value):
