@@ -235,6 +235,71 @@ def test_vectorised_gate_gradients_match_their_python_source(dtype, H):
         assert (np.abs(got[name] - want[name]) <= 8 * np.finfo(dtype).eps * size).all(), name
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("H", [1, 7, 16, 17, 40, 64, 75])
+def test_vectorised_gru_gate_pass_and_gradient_match_their_python_source(dtype, H):
+    """The GRU gate pass and its gradient, emitted as IR two registers at a time (single
+    ones and a masked last vector for the rest), give what their Python source gives with
+    the scalar activations, to a few ulps of the terms, for pre-activations from tiny to
+    huge, and write nothing past the ends of their rows."""
+    from numba import njit
+
+    from lstmcpu.backends.numba_backend._gru_gates import gate_gradient_row, gate_row
+
+    @njit
+    def compiled_pass(gates, hidden, bias, b_hn, h, y, hn, k):  # inlined: no *args
+        gate_row(gates, hidden, bias, b_hn, h, y, hn, k)
+
+    @njit
+    def compiled_gradient(dy, gates, hn, h_prev, dh, dgates, dn_input):
+        gate_gradient_row(dy, gates, hn, h_prev, dh, dgates, dn_input)
+
+    rng = np.random.default_rng(H)
+    scale = np.array([1e-30, 1e-3, 1.0, 5.0, 30.0, 1e4])[rng.integers(0, 6, 3 * H)]
+    inputs = {"gates": rng.standard_normal(3 * H) * scale, "hidden": 3 * rng.standard_normal(3 * H),
+              "bias": rng.standard_normal(3 * H), "b_hn": rng.standard_normal(H), "h": rng.uniform(-1, 1, H),
+              "y": np.zeros(H), "hn": np.zeros(H)}  # fmt: skip
+    k = activations.constants(np.dtype(dtype))
+    results = []
+    for run in (compiled_pass, gate_row):
+        padded = {name: np.concatenate([[7.0], a, [7.0]]).astype(dtype) for name, a in inputs.items()}
+        run(*(a[1:-1] for a in padded.values()), k)
+        for name, a in padded.items():
+            assert a[0] == a[-1] == 7, name
+        results.append({name: a[1:-1] for name, a in padded.items()})
+    got, want = results
+    ulp = np.finfo(dtype).eps
+    np.testing.assert_allclose(got["gates"][: 2 * H], want["gates"][: 2 * H], rtol=2 * ulp, atol=0)  # r, z
+    np.testing.assert_allclose(got["hn"], want["hn"], rtol=ulp, atol=0)
+    # n = tanh(G_n + b_n + r hn) and h' = n + z (h - n): a fused multiply-add against two
+    # roundings differs by an ulp of the terms; n inherits it through tanh (slope <= 1).
+    r, z, n = want["gates"].astype(np.float64).reshape(3, H)
+    pre_n = np.abs(inputs["gates"][2 * H :]) + np.abs(inputs["bias"][2 * H :]) + np.abs(r * want["hn"])
+    assert (np.abs(got["gates"][2 * H :] - n) <= 2 * ulp * (np.abs(n) + pre_n)).all()
+    h_terms = np.abs(n) + np.abs(z * (inputs["h"] - n))
+    bound = 4 * ulp * (np.abs(want["h"]) + h_terms + pre_n)
+    assert (np.abs(got["h"] - want["h"]) <= bound).all()
+    np.testing.assert_array_equal(got["y"], got["h"])
+
+    gradient_inputs = {"dy": rng.standard_normal(H), "gates": rng.random(3 * H), "hn": 3 * rng.standard_normal(H),
+                       "h_prev": rng.uniform(-1, 1, H), "dh": rng.standard_normal(H), "dgates": np.zeros(3 * H),
+                       "dn_input": np.zeros(H)}  # fmt: skip
+    results = []
+    for run in (compiled_gradient, gate_gradient_row):
+        padded = {name: np.concatenate([[7.0], a, [7.0]]).astype(dtype) for name, a in gradient_inputs.items()}
+        run(*(a[1:-1] for a in padded.values()))
+        for name, a in padded.items():
+            assert a[0] == a[-1] == 7, name
+        results.append({name: a[1:-1] for name, a in padded.items()})
+    got, want = results
+    # Products of a few terms after one sum (dh + dy): a few ulps of that sum's terms.
+    d = np.abs(gradient_inputs["dh"]) + np.abs(gradient_inputs["dy"])
+    r, z, n = gradient_inputs["gates"].reshape(3, H)
+    scale = {"dh": d, "dn_input": d, "dgates": np.concatenate([d * np.abs(gradient_inputs["hn"]), d * 2, d])}
+    for name, size in scale.items():
+        assert (np.abs(got[name] - want[name]) <= 8 * ulp * size).all(), name
+
+
 @pytest.mark.parametrize("variant_id", list(VARIANTS))
 @pytest.mark.parametrize("route", ["panel", "blas"])
 def test_saturated_gates_stay_finite_on_both_routes(monkeypatch, variant_id, route):

@@ -300,7 +300,7 @@ class NumbaBackend(Backend):
         y = BUFFERS.empty((T, B, H), x.dtype)
         h = h0.copy()
         hn_all = BUFFERS.empty((T, B, H) if need_cache else (0, 0, 0), x.dtype)
-        hidden = np.zeros((B, 3 * H), dtype=x.dtype)  # work buffer: h @ w_hh.T
+        hidden = np.empty((B, 3 * H), dtype=x.dtype)  # work buffer: h @ w_hh.T, written before read
         k = constants(x.dtype)
         plan = self._plan(B, w_hh, lens)
         self._run(plan, _gru.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, b_hn, h, lens, y, hn_all,

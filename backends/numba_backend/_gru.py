@@ -8,25 +8,9 @@
 import numpy as np
 from numba import njit
 
-from ._activations import JIT, sigmoid, tanh
-from ._products import matmul_add
-
-
-@njit(**JIT)
-def _gate_row(gates, hidden, bias, b_hn, h, y, hn, k):
-    """Fused pass over one active row at one step: ``gates`` (3H,) holds ``x W_ih^T`` and
-    receives r, z, n; ``hidden`` holds ``h W_hh^T``; ``hn`` receives ``h W_hn^T + b_hn``."""
-    H = h.shape[0]
-    for j in range(2 * H):
-        gates[j] = sigmoid(gates[j] + bias[j] + hidden[j], k)  # r, z
-    for j in range(H):
-        hn[j] = hidden[2 * H + j] + b_hn[j]
-    for j in range(H):
-        gates[2 * H + j] = tanh(gates[2 * H + j] + bias[2 * H + j] + gates[j] * hn[j], k)  # n
-    for j in range(H):
-        n = gates[2 * H + j]
-        h[j] = n + gates[H + j] * (h[j] - n)
-        y[j] = h[j]
+from ._activations import JIT
+from ._gru_gates import gate_gradient_row, gate_row
+from ._products import matmul, matmul_add
 
 
 @njit(**JIT)
@@ -39,37 +23,14 @@ def forward_rows(lo, hi, blas, G, w_hh, w_hh_t, bias, b_hn, h, lens, y, hn_all, 
     """
     T = G.shape[0]
     scratch = np.empty(h.shape[1], dtype=G.dtype)
-    product = np.empty((hi - lo if blas else 0, G.shape[2]), dtype=G.dtype)  # this thread's own
     for t in range(T):
         # hidden[lo:hi] = h[lo:hi] @ w_hh.T
-        hidden[lo:hi] = 0
-        matmul_add(blas, h, w_hh.T, w_hh_t, hidden, lo, hi, product)
+        matmul(blas, h, w_hh.T, w_hh_t, hidden, lo, hi)
         for b in range(lo, hi):
             if t < lens[b]:
-                _gate_row(G[t, b], hidden[b], bias, b_hn, h[b], y[t, b], hn_all[t, b] if store else scratch, k)
+                gate_row(G[t, b], hidden[b], bias, b_hn, h[b], y[t, b], hn_all[t, b] if store else scratch, k)
             else:
                 y[t, b] = 0
-
-
-@njit(**JIT)
-def _backward_row(dy, gates, hn, h_prev, dh, dgates, dn_input):
-    """Elementwise backward of one active row at one step: fills ``dgates`` (the gradients
-    of the recurrent pre-activations) and ``dn_input`` (of the input-side n), and turns
-    ``dh`` into its direct part at the step before (``z * dh``)."""
-    H = dh.shape[0]
-    one = dh.dtype.type(1)
-    for j in range(H):
-        r, z, n = gates[j], gates[H + j], gates[2 * H + j]
-        d = dh[j] + dy[j]
-        # (1) h' = n + z * (h - n): to n (through tanh) and to z (through sigmoid).
-        dn = d * (one - z) * (one - n * n)
-        dgates[H + j] = d * (h_prev[j] - n) * (z * (one - z))
-        # (2) n = tanh(G_n + r * hn): to r and to the recurrent n part.
-        dgates[j] = dn * hn[j] * (r * (one - r))
-        dgates[2 * H + j] = dn * r
-        dn_input[j] = dn
-        # (3) the direct path h -> h' through z.
-        dh[j] = d * z
 
 
 @njit(**JIT)
@@ -82,7 +43,7 @@ def backward_rows(lo, hi, blas, dG, dy, gates, hn_all, y, h0, w_hh, lens, dh, dn
         for b in range(lo, hi):
             if t < lens[b]:
                 h_prev = y[t - 1, b] if t > 0 else h0[b]  # h_{t-1}: b was active at t - 1
-                _backward_row(dy[t, b], gates[t, b], hn_all[t, b], h_prev, dh[b], dG[t, b], dn_input[t, b])
+                gate_gradient_row(dy[t, b], gates[t, b], hn_all[t, b], h_prev, dh[b], dG[t, b], dn_input[t, b])
             else:
                 dG[t, b] = 0
                 dn_input[t, b] = 0

@@ -25,7 +25,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from ._activations import VectorActivations, sigmoid, tanh
-from ._vectors import array_data, array_shape, for_each_pair, row_dtype
+from ._vectors import for_each_pair, gate_rows, row_dtype
 
 
 def gate_row(gates, bias, h, c, y, c_out, tanh_c_out, store, k):
@@ -74,11 +74,9 @@ def _gate_row_ir(typingctx, gates, bias, h, c, y, c_out, tanh_c_out, store):
         return None
 
     def codegen(context, builder, signature, args):
-        data = [array_data(context, builder, t, a) for t, a in zip(arrays, args)]
-        gates_p, bias_p, h_p, c_p, y_p, c_out_p, tanh_c_out_p = data
-        H = array_shape(context, builder, h, args[2])[0]
+        pointers, H, offsets = gate_rows(context, builder, arrays, args, 2, 4)  # blocks i, f, g, o
+        gates_p, bias_p, h_p, c_p, y_p, c_out_p, tanh_c_out_p = pointers
         store = builder.icmp_unsigned("!=", args[7], ir.Constant(args[7].type, 0))
-        offsets = [builder.mul(ir.Constant(H.type, q), H) for q in range(4)]  # of the i, f, g, o blocks
 
         def units(v, j, lanes):  # units j .. j + L - 1
             act = VectorActivations(v)
@@ -146,11 +144,8 @@ def _gate_gradient_row_ir(typingctx, dy, gates, c_prev, tanh_c, dh, dc, dgates):
         return None
 
     def codegen(context, builder, signature, args):
-        dy_p, gates_p, c_prev_p, tanh_c_p, dh_p, dc_p, dgates_p = (
-            array_data(context, builder, t, a) for t, a in zip(arrays, args)
-        )
-        H = array_shape(context, builder, arrays[4], args[4])[0]
-        offsets = [builder.mul(ir.Constant(H.type, q), H) for q in range(4)]  # of the i, f, g, o blocks
+        pointers, H, offsets = gate_rows(context, builder, arrays, args, 4, 4)  # blocks i, f, g, o
+        dy_p, gates_p, c_prev_p, tanh_c_p, dh_p, dc_p, dgates_p = pointers
 
         mul, sub = builder.fmul, builder.fsub
 

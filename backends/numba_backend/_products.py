@@ -307,6 +307,18 @@ def _panel_blocks(A, m, packed, out, lo, hi, add):
 
 
 @njit(**JIT)
+def matmul(blas, A, m_blas, m_hand, out, lo, hi):
+    """``out[lo:hi] = A[lo:hi] @ m``, by BLAS or the panel kernel as in :func:`matmul_add`
+    (``out`` is not read, and BLAS writes straight into its rows)."""
+    if blas:
+        # out[lo:hi] = A[lo:hi] @ m
+        np.dot(A[lo:hi], m_blas, out[lo:hi])
+    else:
+        # out[lo:hi] = A[lo:hi] @ m, with m[:, q W + j] = m_hand[q, :, j] when packed
+        panel_matmul(A, m_hand, m_hand.ndim == 3, out, lo, hi)
+
+
+@njit(**JIT)
 def matmul_add(blas, A, m_blas, m_hand, out, lo, hi, scratch):
     """``out[lo:hi] += A[lo:hi] @ m``, the recurrent product of every cell.
 

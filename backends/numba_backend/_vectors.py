@@ -126,6 +126,16 @@ def for_each_pair(context, builder, dtype, end, body):
     single.for_each_vector(end, lambda j, mask: body(single, j, mask), start=whole)
 
 
+def gate_rows(context, builder, arrays, args, units_of, n_blocks):
+    """What a gate-pass kernel over the 1-D arrays ``args`` (of the Numba types ``arrays``)
+    starts from: their data pointers, the number of units ``H`` (the length of
+    ``args[units_of]``) and the offsets of the ``n_blocks`` blocks of ``H`` gates in a gate
+    row."""
+    pointers = [array_data(context, builder, t, a) for t, a in zip(arrays, args)]
+    H = array_shape(context, builder, arrays[units_of], args[units_of])[0]
+    return pointers, H, [builder.mul(ir.Constant(H.type, q), H) for q in range(n_blocks)]
+
+
 def array_data(context, builder, array_type, value):
     """Pointer to the first element of the Numba array ``value``."""
     return context.make_array(array_type)(context, builder, value).data
