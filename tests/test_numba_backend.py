@@ -300,6 +300,58 @@ def test_vectorised_gru_gate_pass_and_gradient_match_their_python_source(dtype, 
         assert (np.abs(got[name] - want[name]) <= 8 * ulp * size).all(), name
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("H", [1, 7, 16, 17, 40, 75])
+@pytest.mark.parametrize("relu", [False, True], ids=["tanh", "relu"])
+def test_vectorised_rnn_activation_and_gradient_match_their_python_source(dtype, H, relu):
+    """The RNN's activation and its gradient, emitted as IR, give what their Python source
+    gives (tanh to an ulp, relu exactly, NaN kept by relu) and write nothing past the ends
+    of their rows."""
+    from numba import njit
+
+    from lstmcpu.backends.numba_backend._rnn_gates import gate_gradient_row, gate_row
+
+    @njit
+    def compiled_pass(gates, bias, relu, h, y, k):  # inlined: no *args
+        gate_row(gates, bias, relu, h, y, k)
+
+    @njit
+    def compiled_gradient(dy, act, relu, dh, dgates):
+        gate_gradient_row(dy, act, relu, dh, dgates)
+
+    rng = np.random.default_rng(H)
+    gates = rng.standard_normal(H) * np.array([1e-30, 1e-3, 1.0, 30.0, 1e4])[rng.integers(0, 5, H)]
+    gates[H // 2] = np.nan
+    inputs = {"gates": gates, "bias": rng.standard_normal(H), "h": np.zeros(H), "y": np.zeros(H)}
+    k = activations.constants(np.dtype(dtype))
+    results = []
+    for run in (compiled_pass, gate_row):
+        padded = {name: np.concatenate([[7.0], a, [7.0]]).astype(dtype) for name, a in inputs.items()}
+        rows = [a[1:-1] for a in padded.values()]
+        run(rows[0], rows[1], relu, rows[2], rows[3], k)
+        assert all(a[0] == a[-1] == 7 for a in padded.values())
+        results.append(rows[0].copy())
+        np.testing.assert_array_equal(rows[2], rows[0])
+        np.testing.assert_array_equal(rows[3], rows[0])
+    got, want = results
+    assert np.isnan(got[H // 2]) and np.isnan(want[H // 2])
+    np.testing.assert_allclose(got, want, rtol=0 if relu else np.finfo(dtype).eps, atol=0)
+
+    inputs = {"dy": rng.standard_normal(H), "act": want.astype(np.float64), "dh": rng.standard_normal(H),
+              "dgates": np.zeros(H)}  # fmt: skip
+    inputs["act"][H // 2] = 0.5
+    results = []
+    for run in (compiled_gradient, gate_gradient_row):
+        padded = {name: np.concatenate([[7.0], a, [7.0]]).astype(dtype) for name, a in inputs.items()}
+        rows = [a[1:-1] for a in padded.values()]
+        run(rows[0], rows[1], relu, rows[2], rows[3])
+        assert all(a[0] == a[-1] == 7 for a in padded.values())
+        assert (rows[2] == 0).all()
+        results.append(rows[3].copy())
+    got, want = results
+    np.testing.assert_allclose(got, want, rtol=2 * np.finfo(dtype).eps, atol=0)
+
+
 @pytest.mark.parametrize("variant_id", list(VARIANTS))
 @pytest.mark.parametrize("route", ["panel", "blas"])
 def test_saturated_gates_stay_finite_on_both_routes(monkeypatch, variant_id, route):
