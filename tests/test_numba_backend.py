@@ -352,6 +352,79 @@ def test_vectorised_rnn_activation_and_gradient_match_their_python_source(dtype,
     np.testing.assert_allclose(got, want, rtol=2 * np.finfo(dtype).eps, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("H", [1, 7, 17, 40, 75])
+@pytest.mark.parametrize("coupled", [False, True], ids=["separate", "coupled"])
+def test_vectorised_variant_gate_pass_and_gradient_match_their_python_source(dtype, H, coupled):
+    """The LSTM variants' gate pass (peepholes, coupled gates) and its gradient, emitted as
+    IR, give what their Python source gives, to an ulp or two of the terms, and write
+    nothing past the ends of their rows (nor ``c_out``, ``tanh_c_out`` without ``store``).
+    The peephole weights are powers of two, so that their products are exact and a fused
+    multiply-add rounds them as NumPy's product and sum do."""
+    from numba import njit
+
+    from lstmcpu.backends.numba_backend._variant_gates import gate_gradient_row, gate_row
+
+    @njit
+    def compiled_pass(gates, bias, p_i, p_f, p_o, coupled, c, m, c_out, tanh_c_out, store, k):  # inlined: no *args
+        gate_row(gates, bias, p_i, p_f, p_o, coupled, c, m, c_out, tanh_c_out, store, k)
+
+    @njit
+    def compiled_gradient(dm, gates, c_prev, tanh_c, p_i, p_f, p_o, coupled, dc, dgates):
+        gate_gradient_row(dm, gates, c_prev, tanh_c, p_i, p_f, p_o, coupled, dc, dgates)
+
+    n = 3 if coupled else 4
+    rng = np.random.default_rng(H)
+    scale = np.array([1e-30, 1e-3, 1.0, 5.0, 30.0, 1e4])[rng.integers(0, 6, n * H)]
+    k = activations.constants(np.dtype(dtype))
+    ulp = np.finfo(dtype).eps
+
+    def peepholes():
+        return {name: rng.choice([-2.0, -0.5, 0.25, 1.0, 2.0], H) for name in ("p_i", "p_f", "p_o")}
+
+    for store in (True, False):
+        inputs = {"gates": rng.standard_normal(n * H) * scale, "bias": rng.standard_normal(n * H), **peepholes(),
+                  "c": 3 * rng.standard_normal(H), "m": np.zeros(H), "c_out": np.zeros(H), "tanh_c": np.zeros(H)}  # fmt: skip
+        results = []
+        for run in (compiled_pass, gate_row):
+            padded = {name: np.concatenate([[7.0], a, [7.0]]).astype(dtype) for name, a in inputs.items()}
+            rows = {name: a[1:-1] for name, a in padded.items()}
+            run(*list(rows.values())[:5], coupled, *list(rows.values())[5:], store, k)
+            assert all(a[0] == a[-1] == 7 for a in padded.values())
+            results.append(rows)
+        got, want = results
+        np.testing.assert_allclose(got["gates"][: (n - 1) * H], want["gates"][: (n - 1) * H], rtol=2 * ulp, atol=0)
+        # c = f c + i g: one fused multiply-add against two roundings, an ulp of the terms;
+        # o (through its peephole, weight <= 2, slope <= 1/4), tanh(c) and m inherit it.
+        gates = want["gates"].astype(np.float64).reshape(n, H)
+        f, g = gates[n - 3], gates[n - 2]
+        i = 1 - f if coupled else gates[0]
+        terms = np.abs(f * inputs["c"]) + np.abs(i * g)
+        for name in ("c", "m") + (("c_out", "tanh_c") if store else ()):
+            assert (np.abs(got[name] - want[name]) <= 4 * ulp * (np.abs(want[name]) + terms)).all(), name
+        assert (np.abs(got["gates"][(n - 1) * H :] - gates[n - 1]) <= 4 * ulp * (gates[n - 1] + terms)).all()
+        if not store:
+            assert (got["c_out"] == 0).all() and (got["tanh_c"] == 0).all()
+
+    inputs = {"dm": rng.standard_normal(H), "gates": rng.random(n * H), "c_prev": 3 * rng.standard_normal(H),
+              "tanh_c": np.tanh(rng.standard_normal(H)), **peepholes(), "dc": rng.standard_normal(H),
+              "dgates": np.zeros(n * H)}  # fmt: skip
+    results = []
+    for run in (compiled_gradient, gate_gradient_row):
+        padded = {name: np.concatenate([[7.0], a, [7.0]]).astype(dtype) for name, a in inputs.items()}
+        rows = list(a[1:-1] for a in padded.values())
+        run(*rows[:7], coupled, *rows[7:])
+        assert all(a[0] == a[-1] == 7 for a in padded.values())
+        results.append({name: a[1:-1] for name, a in padded.items()})
+    got, want = results
+    # Products of a few terms after one or two sums: a few ulps of the terms of dc, which
+    # every output carries (times at most |c_prev| + 1 and the peepholes).
+    dc = np.abs(inputs["dc"]) + 3 * np.abs(inputs["dm"])
+    size = dc * (1 + np.abs(inputs["c_prev"])) * 3
+    assert (np.abs(got["dc"] - want["dc"]) <= 8 * ulp * size).all()
+    assert (np.abs(got["dgates"] - want["dgates"]) <= 8 * ulp * np.tile(size, n)).all()
+
+
 @pytest.mark.parametrize("variant_id", list(VARIANTS))
 @pytest.mark.parametrize("route", ["panel", "blas"])
 def test_saturated_gates_stay_finite_on_both_routes(monkeypatch, variant_id, route):
