@@ -384,7 +384,8 @@ def test_vectorised_variant_gate_pass_and_gradient_match_their_python_source(dty
 
     for store in (True, False):
         inputs = {"gates": rng.standard_normal(n * H) * scale, "bias": rng.standard_normal(n * H), **peepholes(),
-                  "c": 3 * rng.standard_normal(H), "m": np.zeros(H), "c_out": np.zeros(H), "tanh_c": np.zeros(H)}  # fmt: skip
+                  "c": 3 * rng.standard_normal(H), "m": np.zeros(H), "c_out": np.zeros(H),
+                  "tanh_c": np.zeros(H)}  # fmt: skip
         results = []
         for run in (compiled_pass, gate_row):
             padded = {name: np.concatenate([[7.0], a, [7.0]]).astype(dtype) for name, a in inputs.items()}

@@ -77,7 +77,8 @@ def backward_rows(lo, hi, blas, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, p, c
         for b in range(lo, hi):
             if t < lens[b]:
                 c_prev = c_all[t - 1, b] if t > 0 else c0[b]
-                gate_gradient_row(source[b], gates[t, b], c_prev, tanh_c_all[t, b], p[0], p[1], p[2], coupled, dc[b], dG[t, b])
+                gate_gradient_row(source[b], gates[t, b], c_prev, tanh_c_all[t, b], p[0], p[1], p[2], coupled, dc[b],
+                                  dG[t, b])  # fmt: skip
                 dh[b] = 0
             else:
                 dG[t, b] = 0

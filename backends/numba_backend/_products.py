@@ -271,13 +271,14 @@ def _panel_blocks(A, m, packed, out, lo, hi, add):
     before the next (so the panel stays in L1 while the rows, a smaller stream, pass).
     Measured on the 2-core Xeon, float32, medians of 7 interleaved rounds, the small
     preset's step product (32 x 96 @ 96 x 256) against 4 rows by 2 panels: 133 -> 146
-    GFLOP/s (the machine's peak is about 150), medium's (32 x 384 @ 384 x 1024) 131 -> 141;
-    and in one process against PyTorch, the layer's time over PyTorch's (1 thread, medians of
-    9 rounds): small forward 1.23 -> 1.15, training 1.02 -> 0.98; medium (T=100, B=32,
-    I=64, H=128) forward 1.24-1.28 -> 0.97-1.12, training 1.14-1.21 -> 1.02-1.19. A
-    remaining 4 rows go in blocks of 4 rows by 2 panels, the last rows in blocks of 1 row by
-    4 panels (8 accumulators: one row brings too few multiply-adds per load for more),
-    enough either way to hide the latency of the fused multiply-adds.
+    GFLOP/s (the core's peak: 166-178 alone, 150 with both cores busy), medium's (32 x 384
+    @ 384 x 1024) 131 -> 141; and in one process against PyTorch, the layer's time over
+    PyTorch's (1 thread, medians of 9 rounds): small forward 1.23 -> 1.15, training 1.02 ->
+    0.98; medium (T=100, B=32, I=64, H=128) forward 1.24-1.28 -> 0.97-1.12, training
+    1.14-1.21 -> 1.02-1.19. A remaining 4 rows go in blocks of 4 rows by 2 panels, the last
+    rows in blocks of 1 row by 4 panels (8 accumulators: one row brings too few
+    multiply-adds per load for more), enough either way to hide the latency of the fused
+    multiply-adds.
     """
     add = literally(add)
     W = panel_width(out.dtype)
