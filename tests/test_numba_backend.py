@@ -486,7 +486,7 @@ def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch,
     gradient equals the one-thread result to the bit."""
     monkeypatch.setattr(nb, "MIN_STEP_WORK", 1)
     monkeypatch.setattr(nb, "MAX_SPLIT_ROWS", 3)
-    monkeypatch.setattr(nb, "CALLS_AFTER_CONTENTION", 0)  # a busy machine must not skip the backward's split
+    monkeypatch.setattr(nb.SplitTimes, "choose", lambda self, key: True)  # split, however fast it ran
     threads = []
 
     def recording(team):
@@ -510,26 +510,51 @@ def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch,
     assert_matches_oracle(split, p, dtype)
 
 
-def test_only_a_single_sequence_with_enough_work_per_step_is_split():
+def test_only_a_single_sequence_with_enough_work_per_step_may_be_split():
     backend, plan = nb.NumbaBackend(n_threads=2), (1, False)
     online, demo = np.zeros((1024, 256), np.float32), np.zeros((4 * 182, 182), np.float32)
-    assert backend._splits_units(plan, 1, online)
-    assert not backend._splits_units(plan, 2, online)  # two sequences: one thread
-    assert not backend._splits_units(plan, 1, demo)  # 132k multiply-adds a step: too little
-    assert not nb.NumbaBackend(n_threads=1)._splits_units(plan, 1, online)
-    assert not backend._splits_units((1, True), 1, online)  # BLAS route
+    assert backend._may_split_units(plan, 1, online)
+    assert not backend._may_split_units(plan, 2, online)  # two sequences: one thread
+    assert not backend._may_split_units(plan, 1, demo)  # 132k multiply-adds a step: too little
+    assert not nb.NumbaBackend(n_threads=1)._may_split_units(plan, 1, online)
+    assert not backend._may_split_units((1, True), 1, online)  # BLAS route
 
 
-def test_after_a_team_went_alone_the_next_calls_run_on_one_thread():
-    backend, plan, w_hh = nb.NumbaBackend(n_threads=2), (1, False), np.zeros((1024, 256), np.float32)
-    assert backend._splits_units(plan, 1, w_hh)
-    backend._note_team(False)
-    assert backend._splits_units(plan, 1, w_hh)
-    backend._note_team(True)
-    assert [backend._splits_units(plan, 1, w_hh) for _ in range(nb.CALLS_AFTER_CONTENTION + 1)] == [False] * (
-        nb.CALLS_AFTER_CONTENTION
-    ) + [True]
-    assert not nb.NumbaBackend(n_threads=1)._splits_units(plan, 1, w_hh)
+def test_a_call_that_may_split_takes_the_way_that_ran_faster_lately():
+    """Each way is timed once (split first); then the faster by the median of its latest
+    times, the other tried again every RETRY_CALLS-th call; kinds of call apart."""
+    from lstmcpu.backends.numba_backend import _split_timing
+
+    times = _split_timing.SplitTimes()
+    assert times.choose("a") is True
+    times.record("a", True, 3.0)
+    assert times.choose("a") is False
+    times.record("a", False, 2.0)
+    assert times.choose("b") is True  # another kind: its own times
+    choices = [times.choose("a") for _ in range(2 * _split_timing.RETRY_CALLS)]
+    retries = [i for i, split in enumerate(choices) if split]
+    assert retries == [_split_timing.RETRY_CALLS - 1, 2 * _split_timing.RETRY_CALLS - 1]
+    for _ in range(_split_timing.SAMPLES):  # the split got faster (the other core came back)
+        times.record("a", True, 1.0)
+    assert times.choose("a") is True
+    times.record("a", False, 0.5)  # one fast one-thread call: the median of 2.0, 0.5 is 1.25
+    assert times.choose("a") is True
+
+
+def test_the_backend_times_both_ways_of_a_call_that_may_split(monkeypatch):
+    """The first calls of a single sequence that may split try each way (the results equal
+    to the bit), and record their times per kind of call."""
+    monkeypatch.setattr(nb, "MIN_STEP_WORK", 1)
+    p = random_problem(6, 1, 4, 9, np.float64, seed=3)
+    backend = nb.NumbaBackend(n_threads=2)
+    first = forward_backward(backend, p, np.float64)
+    second = forward_backward(backend, p, np.float64)
+    for name, a, b in zip(["y", "h_n", "c_n"] + GRAD_NAMES, first, second):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    samples = backend._split_times._samples
+    assert {key[0] for key in samples} == {"forward", "backward"}
+    for split, alone in samples.values():
+        assert len(split) >= 1 and len(alone) >= 1 and min(split) > 0 and min(alone) > 0
 
 
 def test_small_calls_run_on_one_thread_and_large_ones_are_split():

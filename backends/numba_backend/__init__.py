@@ -30,8 +30,9 @@ below that, starting threads costs more than it saves. The kernels release the G
 chunks beyond the first run on a pool of Python threads: one launcher for every cell, and no
 ``parallel=True`` compilation (which would double the compile time). A plain LSTM batch too
 small to cut (a single sequence) splits each step's units between two threads instead,
-synchronised per step (:mod:`._sync`), when a step brings at least :data:`MIN_STEP_WORK`;
-after the backward loop, ``dw_hh`` goes to the pool while the calling thread computes the
+synchronised per step (:mod:`._sync`), when a step brings at least :data:`MIN_STEP_WORK`
+and such calls ran faster split than on one thread lately (:mod:`._split_timing`: on a
+shared machine the second core is not always there); after the backward loop, ``dw_hh`` goes to the pool while the calling thread computes the
 other weight gradients.
 
 The recurrent product of a chunk takes one of two routes, chosen per call by
@@ -65,6 +66,7 @@ import concurrent.futures
 import contextlib
 import functools
 import os
+import time
 
 import numba
 import numpy as np
@@ -83,6 +85,7 @@ from . import _gru, _lstm, _lstm_variants, _rnn
 from ._activations import constants
 from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, projection_size
 from ._products import pack_into, pack_panels, panel_width
+from ._split_timing import SplitTimes
 from ._sync import DONE, START, STOP, new_progress
 
 __all__ = ["NumbaBackend", "chunk_count", "make_backend", "use_blas"]
@@ -136,7 +139,7 @@ class NumbaBackend(Backend):
         if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
             raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
         self.n_threads = n_threads
-        self._one_thread_calls = 0  # calls left before a unit split is tried again
+        self._split_times = SplitTimes()  # how fast splitting a single sequence ran lately
 
     def _threads(self):
         return numba.get_num_threads() if self.n_threads is None else self.n_threads
@@ -147,27 +150,22 @@ class NumbaBackend(Backend):
         n_chunks = chunk_count(self._threads(), B, int(lens.sum()) * w_hh.size)
         return n_chunks, use_blas(B, n_chunks, w_hh.nbytes)
 
-    def _splits_units(self, plan, B, w_hh):
-        """Whether each step's units are split between two threads: the batch is not
-        cut into chunks and has at most :data:`MAX_SPLIT_ROWS` rows (a single sequence), the
-        panel kernel takes the products, two threads are allowed, each step brings at least
-        :data:`MIN_STEP_WORK` multiply-adds, and no recent split call found the other core
-        busy (see :meth:`_note_team`)."""
-        if not (plan == (1, False) and B <= MAX_SPLIT_ROWS and self._threads() >= 2 and B * w_hh.size >= MIN_STEP_WORK):
-            return False
-        if self._one_thread_calls > 0:
-            self._one_thread_calls -= 1
-            return False
-        return True
+    def _may_split_units(self, plan, B, w_hh):
+        """Whether each step's units may be split between two threads: the batch is not cut
+        into chunks and has at most :data:`MAX_SPLIT_ROWS` rows (a single sequence), the
+        panel kernel takes the products, two threads are allowed, and each step brings at
+        least :data:`MIN_STEP_WORK` multiply-adds."""
+        return plan == (1, False) and B <= MAX_SPLIT_ROWS and self._threads() >= 2 and B * w_hh.size >= MIN_STEP_WORK
 
-    def _note_team(self, went_alone):
-        """After a split call whose calling thread had to go on alone (the machine's other
-        work kept the other thread waiting), the next :data:`CALLS_AFTER_CONTENTION` calls
-        that could split run on one thread: each split would pay the waits again before
-        giving up (measured: 3.7 ms against 2.5 for the online forward while another
-        process held a core)."""
-        if went_alone:
-            self._one_thread_calls = CALLS_AFTER_CONTENTION
+    @contextlib.contextmanager
+    def _timed_split(self, key, n_steps):
+        """Whether a call of kind ``key`` that may split should (the faster way lately, see
+        :class:`~._split_timing.SplitTimes`), and, when the body is done, its time per step
+        recorded for that way."""
+        split = self._split_times.choose(key)
+        started = time.perf_counter()
+        yield split
+        self._split_times.record(key, split, (time.perf_counter() - started) / max(n_steps, 1))
 
     @staticmethod
     def _run(plan, kernel, *args):
@@ -220,21 +218,22 @@ class NumbaBackend(Backend):
         k, store = constants(x.dtype), bool(need_cache)
         plan = self._plan(B, w_hh, lens)
         if peephole is None and not coupled and w_hr is None:
-            if plan[1] or not self._splits_units(plan, B, w_hh):
-                # On the panel route, chunks of FUSED_MIN_ROWS rows or more compute the input
-                # projection with each step (see _lstm.forward_rows), in one step's G
-                # without a cache; else G starts as the input projection.
-                fused = not plan[1] and B // plan[0] >= FUSED_MIN_ROWS
-                if fused:
-                    G = BUFFERS.empty((T if need_cache else 1, B, n_gates * H), x.dtype)
+            may_split = self._may_split_units(plan, B, w_hh)
+            with self._timed_split(("forward", w_hh.shape, x.dtype, store), T) if may_split else _NOT_SPLIT as split:
+                if split:
+                    G = _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
                 else:
-                    G = _input_projection(x, w_ih)
-                panels = _hand_weights(w_hh, plan, w_ih if fused else None)
-                self._run(plan, _lstm.forward_rows, x, fused, G, w_hh, panels, b, h, c, lens, y, c_all, tanh_c_all,
-                          store, k)  # fmt: skip
-            else:
-                G, alone = _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
-                self._note_team(alone)
+                    # On the panel route, chunks of FUSED_MIN_ROWS rows or more compute the
+                    # input projection with each step (see _lstm.forward_rows), in one step's
+                    # G without a cache; else G starts as the input projection.
+                    fused = not plan[1] and B // plan[0] >= FUSED_MIN_ROWS
+                    if fused:
+                        G = BUFFERS.empty((T if need_cache else 1, B, n_gates * H), x.dtype)
+                    else:
+                        G = _input_projection(x, w_ih)
+                    panels = _hand_weights(w_hh, plan, w_ih if fused else None)
+                    self._run(plan, _lstm.forward_rows, x, fused, G, w_hh, panels, b, h, c, lens, y, c_all, tanh_c_all,
+                              store, k)  # fmt: skip
             options = None
         else:
             G = _input_projection(x, w_ih)
@@ -262,10 +261,12 @@ class NumbaBackend(Backend):
         dG = BUFFERS.empty(gates.shape, x.dtype)
         if options is None:
             plan = self._plan(B, w_hh, lens)
-            if self._splits_units(plan, B, w_hh):
-                self._note_team(_run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc))
-            else:
-                self._run(plan, _lstm.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
+            may_split = self._may_split_units(plan, B, w_hh)
+            with self._timed_split(("backward", w_hh.shape, x.dtype), T) if may_split else _NOT_SPLIT as split:
+                if split:
+                    _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
+                else:
+                    self._run(plan, _lstm.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
             return (*self._weight_gradients(dG, x, w_ih, h0, y), dh, dc)
         p, coupled, w_hr = options["peephole"], options["coupled"], options["w_hr"]
         project = options["has_projection"]
@@ -473,7 +474,7 @@ def _run_chunks(kernel, n_chunks, B, blas, args):
 # online preset, 262k) 1.87/2.43 | 4.40/5.80 and 1.94/2.36 | 4.97/5.80. So only a single
 # sequence of 2**18 multiply-adds a step or more is split.
 #: Least work, in multiply-adds of one step's recurrent product, for which the units of a
-#: batch that is not cut into chunks are split between two threads (see ``_splits_units``).
+#: batch that is not cut into chunks may be split between two threads (``_may_split_units``).
 MIN_STEP_WORK = 2**18
 #: Most rows of a batch whose units are split between two threads.
 MAX_SPLIT_ROWS = 1
@@ -486,16 +487,15 @@ MAX_SPLIT_ROWS = 1
 #: Fewest rows of a chunk whose steps compute the input projection with the recurrent
 #: product (``_lstm.forward_rows``'s ``fused``) on the panel route.
 FUSED_MIN_ROWS = 8
-#: Calls run on one thread after a split call found the other core busy (``_note_team``).
-CALLS_AFTER_CONTENTION = 16
+#: The context of a call that may not split (see ``NumbaBackend._timed_split``).
+_NOT_SPLIT = contextlib.nullcontext(False)
 
 
 def _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k):
     """The forward time loop with each step's units split in two parts
     (:func:`~._lstm.forward_unit_step`, see :func:`_run_team`), each thread computing the
     input projection of its own gate rows first; ``h`` receives the last states. Returns
-    ``G`` (the activated gates, when ``store``) and whether the calling thread went on
-    alone."""
+    ``G`` (the activated gates, when ``store``)."""
     T, B, I = x.shape
     H, n = c.shape[1], c.shape[1] - c.shape[1] // 2  # n: units of the larger part
     units = _unit_parts(H)
@@ -522,16 +522,15 @@ def _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store
     scratch = np.empty(n, dtype=h.dtype)  # stands in for the cache rows without store
     G = BUFFERS.empty((T, B, 4 * H) if store else (0, B, 4 * H), h.dtype)
     args = (units, panels, biases, own_gates, scratch, G, h_steps, c_team, lens, y, c_all, tanh_c_all, store, k)
-    alone = _run_team(T, _lstm.forward_team, args, prepare)
+    _run_team(T, _lstm.forward_team, args, prepare)
     h[:] = h_steps[T % 2]
     c[:] = c_team
-    return G, alone
+    return G
 
 
 def _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc):
     """The backward time loop with each step's units split in two parts
-    (:func:`~._lstm.backward_unit_step`, see :func:`_run_team`). Returns whether the calling
-    thread went on alone."""
+    (:func:`~._lstm.backward_unit_step`, see :func:`_run_team`)."""
     (B, H), n = dh.shape, dh.shape[1] - dh.shape[1] // 2
     units = _unit_parts(H)
     w_parts = BUFFERS.empty((2, 4 * H * n), dh.dtype)
@@ -547,9 +546,8 @@ def _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc
         own[part, : B * (u1 - u0)] = dh[:, u0:u1].reshape(-1)
 
     args = (units, w_parts, own, dG, dy, gates, c_all, tanh_c_all, c0, lens, dh, dc_team)
-    alone = _run_team(dG.shape[0] + 1, _lstm.backward_team, args, prepare)
+    _run_team(dG.shape[0] + 1, _lstm.backward_team, args, prepare)
     dc[:] = dc_team
-    return alone
 
 
 def _unit_parts(H):
@@ -560,9 +558,9 @@ def _unit_parts(H):
 def _run_team(n_steps, team, args, prepare):
     """``team(me, n_steps, args, progress)`` (a team's loop, such as
     :func:`~._lstm.forward_team`) on the calling thread (``me = 0``) and a
-    pool thread (``me = 1``), each running ``prepare(me)`` for its own part first; returns
-    whether the calling thread went on alone. A thread that fails lets the other go on
-    alone (its part of the results is then wrong, but the error is raised)."""
+    pool thread (``me = 1``), each running ``prepare(me)`` for its own part first. A thread
+    that fails lets the other go on alone (its part of the results is then wrong, but the
+    error is raised)."""
     progress = new_progress()
 
     def member(me):
@@ -578,7 +576,6 @@ def _run_team(n_steps, team, args, prepare):
         member(0)
     finally:
         partner.result()
-    return bool(progress[START] == STOP)
 
 
 @functools.lru_cache(maxsize=None)
