@@ -32,8 +32,8 @@ chunks beyond the first run on a pool of Python threads: one launcher for every 
 small to cut (a single sequence) splits each step's units between two threads instead,
 synchronised per step (:mod:`._sync`), when a step brings at least :data:`MIN_STEP_WORK`
 and such calls ran faster split than on one thread lately (:mod:`._split_timing`: on a
-shared machine the second core is not always there); after the backward loop, ``dw_hh`` goes to the pool while the calling thread computes the
-other weight gradients.
+shared machine the second core is not always there). After the backward loop, ``dw_hh``
+goes to the pool while the calling thread computes the other weight gradients.
 
 The recurrent product of a chunk takes one of two routes, chosen per call by
 :func:`use_blas`:
