@@ -22,8 +22,9 @@ class SplitTimes:
     """Seconds per step of the latest calls of each kind (a key: direction, shapes, dtype,
     cache) that split their steps between two threads, and of those that did not.
 
-    The first call of each way is not counted: it pays for what a first call does once
-    (compiling or loading the kernels, starting the pool's thread), 12 s or 3 ms.
+    The first call of each way is not counted: it pays for what only a first call does
+    (compiling the kernels, up to 12 s, or loading them from the cache, and starting the
+    pool's thread).
 
     Examples
     --------
@@ -47,10 +48,11 @@ class SplitTimes:
         self._samples = {}  # key -> (split times, one-thread times), each the latest SAMPLES
         self._calls = {}  # key -> calls since the slower way was last tried
         self._first_done = set()  # (key, way) whose first call is behind
+
     def choose(self, key):
-        """Whether the next call of kind ``key`` should split: once each way untried (split
-        first), then the way of the lower median time, except every :data:`RETRY_CALLS`-th
-        call, which times the other way again."""
+        """Whether the next call of kind ``key`` should split: each way until it has a time
+        that counts (split first), then the way of the lower median time, except every
+        :data:`RETRY_CALLS`-th call, which times the other way again."""
         with self._lock:
             split, alone = self._of(key)
             if not split or not alone:
