@@ -20,12 +20,11 @@ execution units the first leaves waiting.
 """
 
 import numpy as np
-from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
 from ._activations import VectorActivations, sigmoid, tanh
-from ._vectors import for_each_pair, gate_rows, row_dtype
+from ._vectors import for_each_pair, gate_rows, row_dtype, truth
 
 
 def gate_row(gates, bias, h, c, y, c_out, tanh_c_out, store, k):
@@ -76,7 +75,7 @@ def _gate_row_ir(typingctx, gates, bias, h, c, y, c_out, tanh_c_out, store):
     def codegen(context, builder, signature, args):
         pointers, H, offsets = gate_rows(context, builder, arrays, args, 2, 4)  # blocks i, f, g, o
         gates_p, bias_p, h_p, c_p, y_p, c_out_p, tanh_c_out_p = pointers
-        store = builder.icmp_unsigned("!=", args[7], ir.Constant(args[7].type, 0))
+        store = truth(builder, args[7])
 
         def units(v, j, lanes):  # units j .. j + L - 1
             act = VectorActivations(v)

@@ -286,19 +286,19 @@ def _panel_blocks(A, m, packed, out, lo, hi, add):
     K = A.shape[1]
     flat = m.reshape(-1)
     row_step, panel_step = (W, K * W) if packed else (out.shape[1], W)
-    eights_end = lo + (hi - lo) // 8 * 8
+    done = lo + (hi - lo) // 8 * 8  # rows lo:done in blocks of 8; then a block of 4, then rows
     for q in range(n_panels):
-        for r in range(lo, eights_end, 8):
+        for r in range(lo, done, 8):
             panel_block(8, 1, flat, q * panel_step, row_step, panel_step, A, r, out, q * W, add)
-    if hi - eights_end >= 4:
+    if hi - done >= 4:
         q = 0
         while q + 2 <= n_panels:
-            panel_block(4, 2, flat, q * panel_step, row_step, panel_step, A, eights_end, out, q * W, add)
+            panel_block(4, 2, flat, q * panel_step, row_step, panel_step, A, done, out, q * W, add)
             q += 2
         if q < n_panels:
-            panel_block(4, 1, flat, q * panel_step, row_step, panel_step, A, eights_end, out, q * W, add)
-        eights_end += 4
-    for row in range(eights_end, hi):
+            panel_block(4, 1, flat, q * panel_step, row_step, panel_step, A, done, out, q * W, add)
+        done += 4
+    for row in range(done, hi):
         q = 0
         while q + 4 <= n_panels:
             panel_block(1, 4, flat, q * panel_step, row_step, panel_step, A, row, out, q * W, add)

@@ -12,12 +12,11 @@ at each step: the multiply-adds fuse differently).
 """
 
 import numpy as np
-from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
 from ._activations import VectorActivations, sigmoid, tanh
-from ._vectors import for_each_pair, gate_rows, row_dtype
+from ._vectors import for_each_pair_as, gate_rows, row_dtype, truth
 
 
 def gate_offsets(H, coupled):
@@ -68,11 +67,6 @@ def _gate_row_compiled(gates, bias, p_i, p_f, p_o, coupled, c, m, c_out, tanh_c_
     )
 
 
-def _flag(builder, value):
-    """An ``i1`` from a Numba boolean argument."""
-    return builder.icmp_unsigned("!=", value, ir.Constant(value.type, 0))
-
-
 @intrinsic
 def _gate_row_ir(typingctx, gates, bias, p_i, p_f, p_o, coupled, c, m, c_out, tanh_c_out, store):
     """:func:`gate_row` as IR: a loop over the units in vectors, the last one masked (so
@@ -86,7 +80,7 @@ def _gate_row_ir(typingctx, gates, bias, p_i, p_f, p_o, coupled, c, m, c_out, ta
         values = args[:5] + args[6:10]
         pointers, H, offsets = gate_rows(context, builder, arrays, values, 5, 4)
         gates_p, bias_p, p_i_p, p_f_p, p_o_p, c_p, m_p, c_out_p, tanh_c_out_p = pointers
-        store = _flag(builder, args[10])
+        store = truth(builder, args[10])
 
         def units(coupled):
             # the i, f, g, o blocks (f, g, o when coupled: i = 1 - f)
@@ -122,11 +116,7 @@ def _gate_row_ir(typingctx, gates, bias, p_i, p_f, p_o, coupled, c, m, c_out, ta
 
             return body
 
-        with builder.if_else(_flag(builder, args[5])) as (is_coupled, is_separate):
-            with is_coupled:
-                for_each_pair(context, builder, dtype, H, units(True))
-            with is_separate:
-                for_each_pair(context, builder, dtype, H, units(False))
+        for_each_pair_as(context, builder, dtype, H, args[5], units)  # coupled or separate gates
         return context.get_dummy_value()
 
     return types.none(gates, bias, p_i, p_f, p_o, coupled, c, m, c_out, tanh_c_out, store), codegen
@@ -220,11 +210,7 @@ def _gate_gradient_row_ir(typingctx, dm, gates, c_prev, tanh_c, p_i, p_f, p_o, c
 
             return body
 
-        with builder.if_else(_flag(builder, args[7])) as (is_coupled, is_separate):
-            with is_coupled:
-                for_each_pair(context, builder, dtype, H, units(True))
-            with is_separate:
-                for_each_pair(context, builder, dtype, H, units(False))
+        for_each_pair_as(context, builder, dtype, H, args[7], units)  # coupled or separate gates
         return context.get_dummy_value()
 
     return types.none(dm, gates, c_prev, tanh_c, p_i, p_f, p_o, coupled, dc, dgates), codegen

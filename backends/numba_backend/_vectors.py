@@ -126,6 +126,21 @@ def for_each_pair(context, builder, dtype, end, body):
     single.for_each_vector(end, lambda j, mask: body(single, j, mask), start=whole)
 
 
+def for_each_pair_as(context, builder, dtype, end, flag, body_for):
+    """:func:`for_each_pair` with the body ``body_for(True)`` or ``body_for(False)``, as the
+    Numba boolean ``flag`` (an argument of the kernel) is when it runs: a loop for each."""
+    with builder.if_else(truth(builder, flag)) as (when_true, when_false):
+        with when_true:
+            for_each_pair(context, builder, dtype, end, body_for(True))
+        with when_false:
+            for_each_pair(context, builder, dtype, end, body_for(False))
+
+
+def truth(builder, value):
+    """An ``i1`` from the Numba boolean ``value`` (an argument of a kernel)."""
+    return builder.icmp_unsigned("!=", value, ir.Constant(value.type, 0))
+
+
 def gate_rows(context, builder, arrays, args, units_of, n_blocks):
     """What a gate-pass kernel over the 1-D arrays ``args`` (of the Numba types ``arrays``)
     starts from: their data pointers, the number of units ``H`` (the length of
