@@ -86,11 +86,11 @@ class _OneBLASThread:
                 controllers = _blas_libraries()[0].lib_controllers
                 found = [(c, c.get_num_threads()) for c in controllers]
                 # Nothing to change (and ~12 µs saved per call) when BLAS already has one thread.
-                if any(n != 1 for _, n in found):
+                if any(n not in (1, None) for _, n in found):
                     self.threads_found = blas_threads()
                     # Each library's own setter (~1 µs) rather than threadpoolctl's
                     # ``limit``, which inspects every library again (~45 µs a call).
-                    _set_threads((c, 1) for c, _ in found)
+                    _set_threads((c, 1) for c, n in found if n is not None)
                     self._restore = found
             self._active += 1
         return self
@@ -105,8 +105,9 @@ class _OneBLASThread:
 
 
 def _set_threads(settings):
-    """``controller.set_num_threads(n)`` for each ``(controller, n)`` of ``settings``, with
-    OpenBLAS's control released before and after (see the module's docstring)."""
+    """``controller.set_num_threads(n)`` for each ``(controller, n)`` of ``settings`` whose
+    ``n`` is known (a library that cannot tell its count is left alone), with OpenBLAS's
+    control released before and after (see the module's docstring)."""
     _release_openblas_control()
     for controller, n in settings:
         if n is not None:
