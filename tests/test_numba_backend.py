@@ -521,35 +521,42 @@ def test_only_a_single_sequence_with_enough_work_per_step_may_be_split():
 
 
 def test_a_call_that_may_split_takes_the_way_that_ran_faster_lately():
-    """Each way is timed (split first; its first call, which pays for compiling and starting
-    threads, not counted); then the faster by the median of its latest times, the other
-    tried again every RETRY_CALLS-th call; kinds of call apart."""
+    """Each way is timed (split first); then the way of the fastest of the latest times;
+    the other is tried again at the RETRY_CALLS-th call and the next; a call that changes
+    way (the first of each, which pays for compiling and starting threads; the first of a
+    retry, which finds the other thread asleep) is not counted; kinds of call apart."""
     from lstmcpu.backends.numba_backend import _split_timing
 
     times = _split_timing.SplitTimes()
-    assert times.choose("a") is True
-    times.record("a", True, 100.0)  # first call: not counted
-    assert times.choose("a") is True
-    times.record("a", True, 3.0)
-    assert times.choose("a") is False
-    times.record("a", False, 100.0)
-    assert times.choose("a") is False
-    times.record("a", False, 2.0)
+
+    def call(key, seconds):
+        """One call of kind ``key``: the way chosen, its time recorded."""
+        split = times.choose(key)
+        times.record(key, split, seconds(split) if callable(seconds) else seconds)
+        return split
+
+    assert [call("a", 100.0), call("a", 3.0)] == [True, True]  # the first not counted
+    assert [call("a", 100.0), call("a", 2.0)] == [False, False]
     assert times.choose("b") is True  # another kind: its own times
-    choices = [times.choose("a") for _ in range(2 * _split_timing.RETRY_CALLS)]
-    retries = [i for i, split in enumerate(choices) if split]
-    assert retries == [_split_timing.RETRY_CALLS - 1, 2 * _split_timing.RETRY_CALLS - 1]
-    for _ in range(_split_timing.SAMPLES):  # the split got faster (the other core came back)
-        times.record("a", True, 1.0)
+    # One thread is faster: the split is tried at the RETRY_CALLS-th call and the next.
+    ways = [call("a", lambda split: 3.0 if split else 2.0) for _ in range(2 * _split_timing.RETRY_CALLS + 2)]
+    retry = _split_timing.RETRY_CALLS - 1
+    assert [i for i, split in enumerate(ways) if split] == [retry, retry + 1, 2 * retry + 2, 2 * retry + 3]
+    # A retry's first call is slow (the other thread asleep), its second fast: the split is
+    # faster now, and the retry's first call did not count.
+    times._calls["a"] = _split_timing.RETRY_CALLS - 1
+    assert [call("a", 50.0), call("a", 1.0)] == [True, True]
     assert times.choose("a") is True
-    times.record("a", False, 0.5)  # one fast one-thread call: the median of 2.0, 0.5 is 1.25
-    assert times.choose("a") is True
+    times.record("a", True, 9.0)  # one slow split call (the other core busy a while): still split
+    assert [call("a", 9.0), call("a", 9.0)] == [True, True]
+    assert call("a", 9.0) is False  # three slow: the fast one is no longer among the latest
 
 
 def test_the_backend_times_both_ways_of_a_call_that_may_split(monkeypatch):
     """The first calls of a single sequence that may split try each way, twice (the results
     equal to the bit), and record their times per kind of call."""
     monkeypatch.setattr(nb, "MIN_STEP_WORK", 1)
+    monkeypatch.setattr(nb, "MIN_PANEL_STEPS", 0)
     p = random_problem(6, 1, 4, 9, np.float64, seed=3)
     backend = nb.NumbaBackend(n_threads=2)
     first = forward_backward(backend, p, np.float64)
