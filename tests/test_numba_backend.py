@@ -62,8 +62,10 @@ def variant_forward_backward(backend, variant_id, shape, dtype, with_lengths, se
 @pytest.mark.parametrize("shape", [(6, 1, 5, 7), (5, 3, 4, 6), (4, 2, 3, 9), (3, 21, 6, 5)], ids=str)
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 def test_both_product_routes_match_the_oracle(monkeypatch, dtype, route, shape, with_lengths):
-    # SMALL_BATCH decides the route: 0 sends every batch to BLAS, a huge value none.
+    # SMALL_BATCH decides the route: 0 sends every batch to BLAS, a huge value none (and
+    # no least number of steps for a single sequence).
     monkeypatch.setattr(nb, "SMALL_BATCH", 10**9 if route == "panel" else 0)
+    monkeypatch.setattr(nb, "MIN_PANEL_STEPS", 0)
     T, B, I, H = shape
     assert nb.use_blas(B) == (route == "blas")
     p = random_problem(T, B, I, H, dtype, seed=5, lengths=with_lengths and B > 1)
@@ -75,6 +77,7 @@ def test_both_product_routes_match_the_oracle(monkeypatch, dtype, route, shape, 
 @pytest.mark.parametrize("shape", [(6, 1, 5, 7), (3, 21, 6, 5)], ids=str)
 def test_both_product_routes_match_the_oracle_for_every_variant(monkeypatch, variant_id, route, shape):
     monkeypatch.setattr(nb, "SMALL_BATCH", 10**9 if route == "panel" else 0)
+    monkeypatch.setattr(nb, "MIN_PANEL_STEPS", 0)
     got = variant_forward_backward(nb.NumbaBackend(), variant_id, shape, np.float64, with_lengths=True)
     want = variant_forward_backward(ORACLE, variant_id, shape, np.float64, with_lengths=True)
     assert set(got) == set(want)
@@ -92,6 +95,10 @@ def test_default_crossover_sends_small_chunks_to_the_panel_kernel_and_large_ones
     assert not nb.use_blas(small // 8, 1, large) and nb.use_blas(small // 8 + 1, 1, large)
     tiny = nb.SMALL_WEIGHTS - 1
     assert not nb.use_blas(small * 8, 1, tiny) and nb.use_blas(small * 8 + 1, 1, tiny)
+    # A single sequence of a few steps: BLAS (the packing of w_hh.T is not repaid).
+    steps = nb.MIN_PANEL_STEPS
+    assert nb.use_blas(1, 1, tiny, steps - 1) and not nb.use_blas(1, 1, tiny, steps)
+    assert not nb.use_blas(2, 2, tiny, 1)  # chunks of one row: the route of the batch
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
@@ -485,6 +492,7 @@ def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch,
     thread and a pool thread, synchronised per step, forward and backward; every output and
     gradient equals the one-thread result to the bit."""
     monkeypatch.setattr(nb, "MIN_STEP_WORK", 1)
+    monkeypatch.setattr(nb, "MIN_PANEL_STEPS", 0)
     monkeypatch.setattr(nb, "MAX_SPLIT_ROWS", 3)
     monkeypatch.setattr(nb.SplitTimes, "choose", lambda self, key: True)  # split, however fast it ran
     threads = []
@@ -656,6 +664,7 @@ def test_kernels_run_as_pure_python_under_numba_disable_jit():
         from lstmcpu.backends.numpy_backend import NumpyBackend
         from _cells import VARIANTS, make_inputs, random_upstream, run_backward, run_forward
         nb.MIN_CHUNK_WORK = 1  # split every call in chunks: the pool runs pure Python too
+        nb.MIN_PANEL_STEPS = 0  # a single sequence takes the panel kernel however short
 
         def difference(variant, B, with_lengths):
             inputs, lengths = make_inputs(variant, 4, B, 2, 5, np.float64, lengths=with_lengths)

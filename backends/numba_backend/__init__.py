@@ -148,7 +148,7 @@ class NumbaBackend(Backend):
         """``(n_chunks, blas)`` of one call over a batch of ``B`` rows; the work is the
         recurrent products of the steps the sequences really take."""
         n_chunks = chunk_count(self._threads(), B, int(lens.sum()) * w_hh.size)
-        return n_chunks, use_blas(B, n_chunks, w_hh.nbytes)
+        return n_chunks, use_blas(B, n_chunks, w_hh.nbytes, int(lens.max(initial=0)))
 
     def _may_split_units(self, plan, B, w_hh):
         """Whether each step's units may be split between two threads: the batch is not cut
@@ -647,14 +647,28 @@ SMALL_BATCH = 64
 L2_WEIGHTS = 2**20
 #: Bytes of a recurrent weight matrix below which the panel kernel takes 8 times as many rows.
 SMALL_WEIGHTS = 2**16
+# A call on the panel route first packs w_hh.T (and w_ih.T), which a single sequence of a
+# few steps does not repay: BLAS's matrix-vector products read w_hh in place. Measured on
+# the 2-core Xeon (float32, 1 thread, I=64, forward without cache | training step, panel
+# time / BLAS time, medians of 5 interleaved rounds): H=256 T=1 2.48|1.23, T=5 1.61|1.26,
+# T=10 1.22|1.10, T=15 1.22|1.20, T=20 0.95|0.88, T=30 0.80|0.89; H=128 T=10 1.10|1.07,
+# T=15 1.09|0.99, T=20 0.93|0.93; H=64 T=10 1.08|0.99, T=20 0.98|0.99, T=40 0.83|0.98;
+# H=512 T=1 3.15|1.32, T=10 1.29|1.29. Two rows or more gain from the panel kernel at any
+# length (BLAS's products of a few rows are slow: H=256 T=10 B=2 0.39|0.92, B=4 0.38|0.40).
+#: Fewest steps for which a single sequence takes the panel kernel.
+MIN_PANEL_STEPS = 16
 
 
-def use_blas(B, n_chunks=1, weight_bytes=SMALL_WEIGHTS):
+def use_blas(B, n_chunks=1, weight_bytes=SMALL_WEIGHTS, n_steps=MIN_PANEL_STEPS):
     """True when the recurrent products of a batch of ``B`` rows, cut into ``n_chunks``
-    chunks, with a weight matrix of ``weight_bytes``, should go to BLAS rather than the
-    panel kernel: chunks of more than :data:`SMALL_BATCH` rows (an eighth of it for weights
-    larger than :data:`L2_WEIGHTS`, 8 times as many for weights smaller than
-    :data:`SMALL_WEIGHTS`)."""
+    chunks, with a weight matrix of ``weight_bytes``, over ``n_steps`` steps, should go to
+    BLAS rather than the panel kernel: chunks of more than :data:`SMALL_BATCH` rows (an
+    eighth of it for weights larger than :data:`L2_WEIGHTS`, 8 times as many for weights
+    smaller than :data:`SMALL_WEIGHTS`), and a single sequence of fewer than
+    :data:`MIN_PANEL_STEPS` steps (a batch cut into chunks of one row keeps its route, so
+    that the results do not depend on the thread count)."""
+    if B == 1 and n_steps < MIN_PANEL_STEPS:
+        return True
     if weight_bytes > L2_WEIGHTS:
         limit = SMALL_BATCH // 8
     elif weight_bytes < SMALL_WEIGHTS:
