@@ -4,7 +4,7 @@ Times one recurrent layer's inference forward pass and one training step (forwar
 backward of a sum loss w.r.t. the input and all weights) for every available lstmcpu
 backend and, when installed, PyTorch's ``nn.LSTM`` / ``nn.GRU`` and ONNX Runtime's ``LSTM`` /
 ``GRU`` operators — all in one process at one thread count, with warm-up and medians of
-repeated runs.
+repeated runs, the implementations of each row taking turns (:func:`time_interleaved`).
 
 Examples
 --------
@@ -57,17 +57,42 @@ def flops(T, B, I, H, mode, cell="lstm"):
     return forward * (3 if mode == "train" else 1)
 
 
-def time_call(fn, min_time=0.2, min_repeats=5, max_repeats=200, warmup=2):
-    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_repeats or (time.perf_counter() - start < min_time and len(times) < max_repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+#: Rounds in which the implementations of one table row take turns, each timed for
+#: ``min_time / ROUNDS`` per turn. On a shared machine whose speed drifts over seconds (the
+#: 2-core Xeon this was written on: the same call 1.5x slower for seconds at a time),
+#: each implementation then meets the same mix of fast and slow moments; timed one after
+#: the other, one could fall wholly in a fast spell and its peer in a slow one (measured,
+#: Numba's online forward at 1 thread: 1.93 ms in one run, PyTorch's 1.74; 1.97 and 2.23
+#: in the next).
+ROUNDS = 5
+#: Untimed calls at the start of every turn, for at least this many seconds (and
+#: :data:`WARMUP_CALLS` calls): the implementation before may leave its thread pool
+#: spinning for a while, which slows the first calls that follow at 2 threads (the
+#: Numba backend's single-sequence forward: 4.5 and 5.0 ms among its first three calls
+#: after PyTorch's, then 1.4-1.5).
+WARMUP_SECONDS = 0.03
+WARMUP_CALLS = 3
+
+
+def time_interleaved(fns, min_time=0.2, rounds=ROUNDS, min_repeats=5):
+    """Median wall time in seconds of each callable of ``fns`` (a dict), timed in
+    ``rounds`` rounds in which every callable takes a turn: untimed warm-up calls
+    (:data:`WARMUP_SECONDS`, :data:`WARMUP_CALLS`), then calls timed for ``min_time /
+    rounds`` seconds (``min_repeats / rounds`` calls at least, one at least)."""
+    times = {name: [] for name in fns}
+    per_round = max(1, -(-min_repeats // rounds))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for timed, least_calls, least_seconds in ((None, WARMUP_CALLS, WARMUP_SECONDS),
+                                                      (times[name], per_round, min_time / rounds)):  # fmt: skip
+                start, calls = time.perf_counter(), 0
+                while calls < least_calls or time.perf_counter() - start < least_seconds:
+                    t0 = time.perf_counter()
+                    fn()
+                    if timed is not None:
+                        timed.append(time.perf_counter() - t0)
+                    calls += 1
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 # ---------------------------------------------------------------------- runners
@@ -175,10 +200,8 @@ def run(shapes, modes, backends, peers, threads, dtype, min_time, cells=("lstm",
             runners = {name: lstmcpu_runner(name, cell, mode, T, B, I, H, dtype, rng) for name in backends}
             runners.update(peer_runners(cell, mode, T, B, I, H, dtype, rng, threads, peers))
             rows = []
-            for impl, fn in runners.items():
-                if fn is None:
-                    continue
-                seconds = time_call(fn, min_time=min_time)
+            timed = time_interleaved({impl: fn for impl, fn in runners.items() if fn is not None}, min_time=min_time)
+            for impl, seconds in timed.items():
                 gflops = flops(T, B, I, H, mode, cell) / seconds / 1e9
                 rows.append(Result(cell, shape, mode, impl, seconds * 1e3, gflops))
                 progress(f"  {cell:>4} {shape:>7} {mode:>7} {impl:>12} {seconds * 1e3:10.3f} ms")

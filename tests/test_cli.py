@@ -21,6 +21,27 @@ def test_info_lists_backends_and_blas(capsys):
     assert "BLAS / OpenMP thread pools:" in out
 
 
+def test_bench_implementations_take_turns_each_warmed_up_first(monkeypatch):
+    """Each implementation is timed in every round, in turn, each turn starting with untimed
+    calls (after another implementation's, whose thread pool may still be busy): one slow
+    spell of the machine cannot fall on one of them only."""
+    monkeypatch.setattr(bench, "WARMUP_CALLS", 2)
+    monkeypatch.setattr(bench, "WARMUP_SECONDS", 0.0)
+    calls = []
+
+    def fake(name, seconds):
+        def run():
+            calls.append(name)
+            bench.time.sleep(seconds)
+
+        return run
+
+    timed = bench.time_interleaved({"a": fake("a", 0.001), "b": fake("b", 0.003)}, min_time=0.0, rounds=3,
+                                   min_repeats=3)  # fmt: skip
+    assert calls == ["a", "a", "a", "b", "b", "b"] * 3  # two untimed calls, one timed, per turn
+    assert 0.001 <= timed["a"] < 0.003 <= timed["b"]
+
+
 def test_bench_times_backends_and_peers(tmp_path, capsys):
     path = tmp_path / "bench.json"
     main(["bench", "--shapes", "small", "--backends", "numpy", "--cells", "lstm,gru", "--min-time", "0.01",
