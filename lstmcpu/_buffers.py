@@ -24,6 +24,7 @@ presets): 16-byte alignment made the online forward 1.41 times slower, the onlin
 step 1.36, the medium forward 1.11, the small forward 1.06.
 """
 
+import ctypes
 import math
 import os
 import threading
@@ -137,7 +138,9 @@ class BufferCache:
 def _aligned(raw, nbytes, dtype, shape):
     """The ``nbytes`` of the uint8 array ``raw`` (at least ``nbytes + ALIGN`` long) that
     start on an ALIGN-byte boundary, as an array of ``dtype`` and ``shape``."""
-    start = -raw.ctypes.data % ALIGN
+    # raw's address, read through a ctypes view of its buffer: 0.36 us against 1.1-1.9
+    # for raw.ctypes.data, which builds a ctypes helper object (a call takes up to 5 arrays)
+    start = -ctypes.addressof(ctypes.c_char.from_buffer(raw)) % ALIGN
     return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
