@@ -25,7 +25,8 @@ the second counts.
 import threading
 from collections import deque
 
-#: Calls that could split, of one kind, between two tries of the way not taken.
+#: The way not taken is tried at the RETRY_CALLS-th call of one kind that could split and
+#: at the next (the second is timed), then the count starts again.
 RETRY_CALLS = 16
 #: Latest calls of each way whose fastest decides.
 SAMPLES = 3
@@ -77,7 +78,8 @@ class SplitTimes:
                 calls = self._calls.get(key, 0) + 1
                 self._calls[key] = 0 if calls > RETRY_CALLS else calls
                 way = faster if calls < RETRY_CALLS else not faster
-            self._last[key] = (way, self._last.get(key, (None,))[0] == way)
+            previous_way = self._last.get(key, (None, False))[0]
+            self._last[key] = (way, way == previous_way)  # a change of way does not count
             return way
 
     def record(self, key, split, seconds_per_step):
