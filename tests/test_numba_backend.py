@@ -102,6 +102,14 @@ def test_default_crossover_sends_small_chunks_to_the_panel_kernel_and_large_ones
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("shape", [(0, 3), (1, 1), (7, 5), (1600, 256), (3, 1000)], ids=str)
+def test_column_sums_are_numpys_to_the_bit(dtype, shape):
+    a = np.random.default_rng(sum(shape)).standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(products.column_sums(a), a.sum(axis=0))
+    assert products.column_sums(a).dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("N, K", [(1, 1), (7, 5), (16, 16), (33, 17), (75, 40), (256, 64)], ids=str)
 def test_packed_panels_hold_the_transpose_and_zeros_past_it(dtype, N, K):
     """Tiles transposed in registers give ``panels[q, k, j] = w[q W + j, k]``, zeros past the

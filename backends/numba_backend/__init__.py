@@ -84,7 +84,7 @@ from lstmcpu.backends.numpy_backend import _recurrent_weight_gradient as _oracle
 from . import _gru, _lstm, _lstm_variants, _rnn
 from ._activations import constants
 from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, projection_size
-from ._products import pack_panels, panel_matmul, panel_width
+from ._products import column_sums, pack_panels, panel_matmul, panel_width
 from ._split_timing import SplitTimes
 from ._sync import DONE, START, STOP, new_progress
 
@@ -189,7 +189,7 @@ class NumbaBackend(Backend):
         # dx = dG2 @ w_ih
         dx = np.matmul(dG2, w_ih, out=BUFFERS.empty((T * B, x.shape[2]), x.dtype)).reshape(x.shape)
         dw_hh = dw_hh.result() if split else _recurrent_weight_gradient(dG, h0, y)
-        return dx, dw_ih, dw_hh, dG2.sum(axis=0)
+        return dx, dw_ih, dw_hh, column_sums(dG2)
 
     # ------------------------------------------------------------------ LSTM
 
@@ -331,7 +331,7 @@ class NumbaBackend(Backend):
         dw_ih = np.matmul(dG2.T, x.reshape(T * B, I))
         # dx = dG2 @ w_ih
         dx = np.matmul(dG2, w_ih).reshape(T, B, I)
-        return dx, dw_ih, dw_hh, dG2.sum(axis=0), db_hn, dh
+        return dx, dw_ih, dw_hh, column_sums(dG2), db_hn, dh
 
     # ------------------------------------------------------------------ vanilla RNN
 

@@ -320,6 +320,18 @@ def copy_matrix(source, target):
 
 
 @njit(**JIT)
+def column_sums(a):
+    """``a.sum(axis=0)`` of a 2-D array, the same sums to the bit (row after row, each
+    column accumulated in order) in one compiled pass: NumPy's took 2.2 times as long
+    (1600 x 256 float32, the small preset's bias gradient: 110 us against 50)."""
+    sums = np.zeros(a.shape[1], dtype=a.dtype)
+    for r in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            sums[j] += a[r, j]
+    return sums
+
+
+@njit(**JIT)
 def matmul(blas, A, m_blas, m_hand, out, lo, hi):
     """``out[lo:hi] = A[lo:hi] @ m``, by BLAS or the panel kernel as in :func:`matmul_add`
     (``out`` is not read, and BLAS writes straight into its rows)."""
