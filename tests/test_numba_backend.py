@@ -661,6 +661,18 @@ def test_activations_are_accurate_and_finite_everywhere(dtype):
     np.testing.assert_allclose(tanh, np.tanh(exact), rtol=4 * eps, atol=0)
 
 
+def test_float32_exp_polynomial_is_as_accurate_as_its_fit_says():
+    """The float32 coefficients (from benchmarks/fit_exp_polynomial.py) approximate
+    (exp(r) - 1) / r within 1.4e-8 relative over the reduced range, a tenth of an ulp."""
+    coefficients = np.array(activations._FLOAT32_POLYNOMIAL)
+    r = np.linspace(-np.log(2) / 2, np.log(2) / 2, 100001)
+    r = r[r != 0]
+    target = np.expm1(r) / r
+    fitted = np.polynomial.polynomial.polyval(r, coefficients)
+    assert coefficients[0] == 1.0
+    assert np.max(np.abs(fitted - target) / target) < 1.4e-8
+
+
 def test_kernels_run_as_pure_python_under_numba_disable_jit():
     """NUMBA_DISABLE_JIT=1 runs the kernels' Python source (for coverage and debugging)."""
     script = textwrap.dedent(

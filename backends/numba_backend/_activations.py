@@ -23,11 +23,12 @@ JIT = dict(cache=True, error_model="numpy", nogil=True, fastmath={"contract"})
 ONE, TWO, SIGMOID_LIMIT, TANH_LIMIT, LOG2E, ROUNDER, LN2_HI, LN2_LO, POLYNOMIAL = range(9)
 
 # (exp(r) - 1) / r on |r| <= ln2 / 2: 1 + c1 r + ... + c5 r^5 for float32, fitted for the
-# least largest relative error (a linear program on 4000 Chebyshev points: 1.3e-8, a tenth
-# of float32's ulp; evaluated in float32, exp(r) - 1 is within 0.97 ulp). Taylor's
-# degree-5 polynomial is off by 3e-7 (2.9 ulp), so it would need a sixth multiply-add.
-_FLOAT32_POLYNOMIAL = (1.0, 0.4999999814856993, 0.16666543421710894, 0.041667201195155476,
-                       0.008366547295539465, 0.0013882483372365626)  # fmt: skip
+# least largest relative error by `python benchmarks/fit_exp_polynomial.py` (a linear
+# program on 4000 Chebyshev points: 1.3e-8, a tenth of float32's ulp; evaluated in float32,
+# exp(r) - 1 is within 1.07 ulp). Taylor's degree-5 polynomial is off by 3e-7 (2.9 ulp), so
+# it would need a sixth multiply-add.
+_FLOAT32_POLYNOMIAL = (1.0, 0.4999999814945302, 0.1666654342421128, 0.04166720075040592,
+                       0.008366547122215285, 0.0013882514350751205)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=None)
