@@ -45,31 +45,22 @@ def _gate_row_compiled(gates, bias, relu, h, y, k):
 def _gate_row_ir(typingctx, gates, bias, relu, h, y):
     """:func:`gate_row` as IR: one loop over the units in vectors for each activation, the
     last vector masked (nothing outside the arrays is read or written)."""
-    arrays = (gates, bias, h, y)
-    dtype = row_dtype(arrays)
-    if dtype is None or not isinstance(relu, types.Boolean):
-        return None
 
-    def codegen(context, builder, signature, args):
-        values = (args[0], args[1], args[3], args[4])
-        (gates_p, bias_p, h_p, y_p), H, _ = gate_rows(context, builder, arrays, values, 2, 1)
+    def body_for(builder, pointers, relu):
+        gates_p, bias_p, h_p, y_p = pointers
 
-        def units(relu):
-            def body(v, j, lanes):  # units j .. j + L - 1
-                a = builder.fadd(v.load(v.element(gates_p, j), lanes), v.load(v.element(bias_p, j), lanes))
-                if relu:  # max(a, 0), NaN kept
-                    a = builder.select(builder.fcmp_ordered("<", a, v.zero), v.zero, a)
-                else:
-                    a = VectorActivations(v).tanh(a)
-                for pointer in (gates_p, h_p, y_p):
-                    v.store(a, v.element(pointer, j), lanes)
+        def body(v, j, lanes):  # units j .. j + L - 1
+            a = builder.fadd(v.load(v.element(gates_p, j), lanes), v.load(v.element(bias_p, j), lanes))
+            if relu:  # max(a, 0), NaN kept
+                a = builder.select(builder.fcmp_ordered("<", a, v.zero), v.zero, a)
+            else:
+                a = VectorActivations(v).tanh(a)
+            for pointer in (gates_p, h_p, y_p):
+                v.store(a, v.element(pointer, j), lanes)
 
-            return body
+        return body
 
-        for_each_pair_as(context, builder, dtype, H, args[2], units)
-        return context.get_dummy_value()
-
-    return types.none(gates, bias, relu, h, y), codegen
+    return _flagged_row_kernel((gates, bias, relu, h, y), body_for)
 
 
 def gate_gradient_row(dy, act, relu, dh, dgates):
@@ -97,29 +88,39 @@ def _gate_gradient_row_compiled(dy, act, relu, dh, dgates):
 @intrinsic
 def _gate_gradient_row_ir(typingctx, dy, act, relu, dh, dgates):
     """:func:`gate_gradient_row` as IR, as :func:`_gate_row_ir` is built."""
-    arrays = (dy, act, dh, dgates)
+
+    def body_for(builder, pointers, relu):
+        dy_p, act_p, dh_p, dgates_p = pointers
+
+        def body(v, j, lanes):  # units j .. j + L - 1
+            a = v.load(v.element(act_p, j), lanes)
+            d = builder.fadd(v.load(v.element(dh_p, j), lanes), v.load(v.element(dy_p, j), lanes))
+            if relu:  # d where a > 0, else 0
+                d = builder.select(builder.fcmp_ordered(">", a, v.zero), d, v.zero)
+            else:  # d (1 - a^2)
+                d = builder.fmul(d, builder.fsub(v.splat(1.0), builder.fmul(a, a)))
+            v.store(d, v.element(dgates_p, j), lanes)
+            v.store(v.zero, v.element(dh_p, j), lanes)
+
+        return body
+
+    return _flagged_row_kernel((dy, act, relu, dh, dgates), body_for)
+
+
+def _flagged_row_kernel(arguments, body_for):
+    """The ``(signature, codegen)`` of a row kernel over ``arguments``: four 1-D arrays of
+    one dtype with the Numba boolean ``relu`` third, ``(a, b, relu, c, d)``; the loop body
+    is ``body_for(builder, (a, b, c, d) data pointers, relu)``, one loop for each value of
+    ``relu`` (see :func:`~._vectors.for_each_pair_as`). None (no match) for other types."""
+    relu = arguments[2]
+    arrays = arguments[:2] + arguments[3:]
     dtype = row_dtype(arrays)
     if dtype is None or not isinstance(relu, types.Boolean):
         return None
 
     def codegen(context, builder, signature, args):
-        values = (args[0], args[1], args[3], args[4])
-        (dy_p, act_p, dh_p, dgates_p), H, _ = gate_rows(context, builder, arrays, values, 2, 1)
-
-        def units(relu):
-            def body(v, j, lanes):  # units j .. j + L - 1
-                a = v.load(v.element(act_p, j), lanes)
-                d = builder.fadd(v.load(v.element(dh_p, j), lanes), v.load(v.element(dy_p, j), lanes))
-                if relu:  # d where a > 0, else 0
-                    d = builder.select(builder.fcmp_ordered(">", a, v.zero), d, v.zero)
-                else:  # d (1 - a^2)
-                    d = builder.fmul(d, builder.fsub(v.splat(1.0), builder.fmul(a, a)))
-                v.store(d, v.element(dgates_p, j), lanes)
-                v.store(v.zero, v.element(dh_p, j), lanes)
-
-            return body
-
-        for_each_pair_as(context, builder, dtype, H, args[2], units)
+        pointers, H, _ = gate_rows(context, builder, arrays, args[:2] + args[3:], 2, 1)
+        for_each_pair_as(context, builder, dtype, H, args[2], lambda relu: body_for(builder, pointers, relu))
         return context.get_dummy_value()
 
-    return types.none(dy, act, relu, dh, dgates), codegen
+    return types.none(*arguments), codegen
