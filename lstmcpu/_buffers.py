@@ -76,8 +76,14 @@ class BufferCache:
         self.idle_limit = idle_limit
         self.min_bytes = min_bytes
         self._lock = threading.RLock()
-        self._idle = []  # bytearrays, the most recently freed last
+        self._idle = []  # (bytearray, offset of its first aligned byte), the most recently freed last
         self._idle_bytes = 0
+        self._in_use = {}  # id of a weak reference to an owner -> (the reference, its memory)
+
+    # Measured on the 2-core Xeon, a request served from idle memory: 9.3 us with the
+    # array sliced out of its owner and ``weakref.finalize`` on the owner, 2.7 with the
+    # array built straight on the owner's buffer and a plain weak reference; a small
+    # request 3.6 -> 2 us. A 2-thread single-sequence forward asks for 9 arrays.
 
     def empty(self, shape, dtype):
         """An uninitialised C-contiguous array, like ``np.empty(shape, dtype)``, that starts
@@ -86,13 +92,15 @@ class BufferCache:
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes < self.min_bytes:
-            return _aligned(np.empty(nbytes + ALIGN, np.uint8), nbytes, dtype, shape)
-        memory = self._take(nbytes + ALIGN) or bytearray(nbytes + ALIGN)
+            raw = np.empty(nbytes + ALIGN, np.uint8)
+            return np.ndarray(shape, dtype, buffer=raw, offset=_aligned_offset(raw))
+        memory = self._take(nbytes + ALIGN) or _new_memory(nbytes + ALIGN)
         # Every view of ``owner`` (and of the arrays made from it) keeps ``owner`` alive,
         # because its base is not an ndarray: when it dies, nothing uses the memory.
-        owner = np.frombuffer(memory, np.uint8)
-        weakref.finalize(owner, self._give_back, memory).atexit = False
-        return _aligned(owner, nbytes, dtype, shape)
+        owner = np.frombuffer(memory[0], np.uint8)
+        reference = weakref.ref(owner, self._owner_died)
+        self._in_use[id(reference)] = (reference, memory)
+        return np.ndarray(shape, dtype, buffer=owner, offset=memory[1])
 
     def zeros(self, shape, dtype):
         """A zero-filled array, like ``np.zeros(shape, dtype)``."""
@@ -117,31 +125,39 @@ class BufferCache:
     def _take(self, size):
         with self._lock:
             for k in range(len(self._idle) - 1, -1, -1):
-                if len(self._idle[k]) == size:
+                if len(self._idle[k][0]) == size:
                     self._idle_bytes -= size - ALIGN
                     return self._idle.pop(k)
         return None
 
-    def _give_back(self, memory):
+    def _owner_died(self, reference):
+        # Called by the garbage collector, in whichever thread drops the last view.
+        _, memory = self._in_use.pop(id(reference))
         with self._lock:
-            if len(memory) - ALIGN > self.idle_limit:
+            if len(memory[0]) - ALIGN > self.idle_limit:
                 return
             self._idle.append(memory)
-            self._idle_bytes += len(memory) - ALIGN
+            self._idle_bytes += len(memory[0]) - ALIGN
             while self._idle_bytes > self.idle_limit:
-                self._idle_bytes -= len(self._idle.pop(0)) - ALIGN
+                self._idle_bytes -= len(self._idle.pop(0)[0]) - ALIGN
 
     def _reset_lock(self):
         self._lock = threading.RLock()
 
 
-def _aligned(raw, nbytes, dtype, shape):
-    """The ``nbytes`` of the uint8 array ``raw`` (at least ``nbytes + ALIGN`` long) that
-    start on an ALIGN-byte boundary, as an array of ``dtype`` and ``shape``."""
+def _aligned_offset(raw):
+    """Offset of the first byte of the uint8 array ``raw`` that lies on an ALIGN-byte
+    boundary."""
     # raw's address, read through a ctypes view of its buffer: 0.36 us against 1.1-1.9
-    # for raw.ctypes.data, which builds a ctypes helper object (a call takes up to 5 arrays)
-    start = -ctypes.addressof(ctypes.c_char.from_buffer(raw)) % ALIGN
-    return raw[start : start + nbytes].view(dtype).reshape(shape)
+    # for raw.ctypes.data, which builds a ctypes helper object
+    return -ctypes.addressof(ctypes.c_char.from_buffer(raw)) % ALIGN
+
+
+def _new_memory(size):
+    """A bytearray of ``size`` bytes and the offset of its first aligned byte (a bytearray
+    whose buffer is exported cannot be resized, so its buffer never moves)."""
+    memory = bytearray(size)
+    return memory, _aligned_offset(np.frombuffer(memory, np.uint8))
 
 
 BUFFERS = BufferCache()
