@@ -193,7 +193,6 @@ class NumbaBackend(Backend):
 
     # ------------------------------------------------------------------ LSTM
 
-    @_whole_call_blas_limit
     def forward(self, x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True, *,
                 peephole=None, coupled=False, w_hr=None):  # fmt: skip
         x = check_input(x)
@@ -218,30 +217,17 @@ class NumbaBackend(Backend):
         k, store = constants(x.dtype), bool(need_cache)
         plan = self._plan(B, w_hh, lens)
         if peephole is None and not coupled and w_hr is None:
-            may_split = self._may_split_units(plan, B, w_hh)
-            with self._timed_split(("forward", w_hh.shape, x.dtype, store), T) if may_split else _NOT_SPLIT as split:
-                if split:
-                    G = _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
-                else:
-                    # On the panel route, chunks of FUSED_MIN_ROWS rows or more compute the
-                    # input projection with each step (see _lstm.forward_rows), in one step's
-                    # G without a cache; else G starts as the input projection.
-                    fused = not plan[1] and B // plan[0] >= FUSED_MIN_ROWS
-                    if fused:
-                        G = BUFFERS.empty((T if need_cache else 1, B, n_gates * H), x.dtype)
-                    else:
-                        G = _input_projection(x, w_ih, blas=plan[1])
-                    panels = _hand_weights(w_hh, plan, w_ih if fused else None)
-                    self._run(plan, _lstm.forward_rows, x, fused, G, w_hh, panels, b, h, c, lens, y, c_all, tanh_c_all,
-                              store, k)  # fmt: skip
+            G = self._plain_forward(plan, x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
             options = None
         else:
-            G = _input_projection(x, w_ih)
-            p = checked.get("peephole", np.zeros((3, H), dtype=x.dtype))
-            w_hr = checked.get("w_hr", np.zeros((0, H), dtype=x.dtype))
-            m, h_new = np.zeros((B, H), dtype=x.dtype), np.zeros((B, R), dtype=x.dtype)  # work buffers
-            self._run(plan, _lstm_variants.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, p, bool(coupled), w_hr,
-                      _hand_weights(w_hr, plan), h, c, lens, y, c_all, tanh_c_all, store, m, h_new, k)  # fmt: skip
+            with _blas_limit(self._threads()):
+                G = _input_projection(x, w_ih)
+                p = checked.get("peephole", np.zeros((3, H), dtype=x.dtype))
+                w_hr = checked.get("w_hr", np.zeros((0, H), dtype=x.dtype))
+                m, h_new = np.zeros((B, H), dtype=x.dtype), np.zeros((B, R), dtype=x.dtype)  # work buffers
+                self._run(plan, _lstm_variants.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, p, bool(coupled),
+                          w_hr, _hand_weights(w_hr, plan), h, c, lens, y, c_all, tanh_c_all, store, m, h_new,
+                          k)  # fmt: skip
             options = dict(peephole=p, has_peephole=peephole is not None, coupled=bool(coupled), w_hr=w_hr,
                            has_projection=P is not None)  # fmt: skip
         if not need_cache:
@@ -249,6 +235,31 @@ class NumbaBackend(Backend):
         cache = dict(x=x, w_ih=w_ih, w_hh=w_hh, h0=checked["h0"], c0=checked["c0"], lengths=lens, gates=G,
                      c=c_all, tanh_c=tanh_c_all, y=y, options=options)  # fmt: skip
         return y, h, c, cache
+
+    def _plain_forward(self, plan, x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k):
+        """The time loop of the plain LSTM (no peephole, coupled gates or projection) on the
+        route ``plan`` gives, or split between two threads; returns ``G``, the gates."""
+        T, B, _ = x.shape
+        # Only the BLAS route calls BLAS: the panel route leaves BLAS's thread setting alone
+        # (setting a limit and restoring it took ~25 us with BLAS at 2 threads, 2-5% of the
+        # 2-thread online or small forward).
+        with _blas_limit(self._threads() if plan[1] else 1):
+            may_split = self._may_split_units(plan, B, w_hh)
+            with self._timed_split(("forward", w_hh.shape, x.dtype, store), T) if may_split else _NOT_SPLIT as split:
+                if split:
+                    return _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
+                # On the panel route, chunks of FUSED_MIN_ROWS rows or more compute the input
+                # projection with each step (see _lstm.forward_rows), in one step's G without a
+                # cache; else G starts as the input projection.
+                fused = not plan[1] and B // plan[0] >= FUSED_MIN_ROWS
+                if fused:
+                    G = BUFFERS.empty((T if store else 1, B, w_hh.shape[0]), x.dtype)
+                else:
+                    G = _input_projection(x, w_ih, blas=plan[1])
+                panels = _hand_weights(w_hh, plan, w_ih if fused else None)
+                self._run(plan, _lstm.forward_rows, x, fused, G, w_hh, panels, b, h, c, lens, y, c_all, tanh_c_all,
+                          store, k)  # fmt: skip
+                return G
 
     @_whole_call_blas_limit
     def backward(self, dy, dh_n, dc_n, cache):
