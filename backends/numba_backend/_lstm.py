@@ -20,7 +20,7 @@ def padding_row(c, y, c_out, tanh_c_out, store):
 
 
 @njit(**JIT)
-def forward_rows(lo, hi, blas, x, fused, G, w_hh, panels, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
+def forward_rows(lo, hi, blas, x, fused, G, xh_steps, w_hh, panels, bias, h, c, lens, y, c_all, tanh_c_all, store, k):
     """The whole forward time loop for the batch rows ``lo:hi``; ``G`` receives the activated
     gates.
 
@@ -28,24 +28,29 @@ def forward_rows(lo, hi, blas, x, fused, G, w_hh, panels, bias, h, c, lens, y, c
     step adds ``h W_hh^T`` to it, by BLAS when ``blas``, else by the panel kernel reading
     ``panels``, the packed ``W_hh^T``. When ``fused`` (panel route), each step computes both
     products at once, ``[x_t, h] [W_ih, W_hh]^T`` (``panels`` packs ``[W_ih, W_hh]^T``), from
-    a buffer of this chunk's rows holding ``x_t`` and ``h`` side by side: one long ``k``
-    loop per block of outputs, and the chunk's input projection runs on the chunk's thread
-    (measured against PyTorch in one process, small preset, float32, 1 thread, medians of 9
-    interleaved rounds: the forward 1.33 -> 1.12 times PyTorch's time, with the Cython
-    backend at 1.30 and 1.24 as the control). Then, without ``store``, ``G`` may hold a
-    single step, which every step reuses: an inference call's gates stay in cache (1.12 ->
-    1.05 times PyTorch's time, the Cython control at 1.24).
+    ``xh_steps``, whose step ``t`` holds ``[x_t, h_{t-1}]`` for every row side by side: one
+    long ``k`` loop per block of outputs, and the chunk's input projection runs on the
+    chunk's thread (measured against PyTorch in one process, small preset, float32, 1
+    thread, medians of 9 interleaved rounds: the forward 1.33 -> 1.12 times PyTorch's time,
+    with the Cython backend at 1.30 and 1.24 as the control). Then, without ``store``, ``G``
+    may hold a single step, which every step reuses: an inference call's gates stay in cache
+    (1.12 -> 1.05 times PyTorch's time, the Cython control at 1.24). ``xh_steps`` has
+    ``T + 1`` steps with ``store`` (the backward's weight gradient reads them, see
+    ``NumbaBackend._weight_gradients``), else one, which every step reuses (``h`` is written
+    after the product has read it); unless ``fused``, one step of no rows.
     Without ``store``, ``tanh(c)`` goes to a scratch row and ``c`` is not kept.
     """
     T, I, H = x.shape[0], x.shape[2], h.shape[1]
+    n_xh = xh_steps.shape[0]
     scratch = np.empty(H, dtype=G.dtype)
     product = np.empty((hi - lo if blas else 0, G.shape[2]), dtype=G.dtype)  # this thread's own
-    xh = np.empty((hi - lo if fused else 0, I + H), dtype=G.dtype)  # [x_t, h] of rows lo:hi
+    xh = xh_next = xh_steps[0, lo:hi]  # [x_t, h] of rows lo:hi, and [x_{t+1}, h_t]
     if fused:
         copy_matrix(h[lo:hi], xh[:, I:])
     for t in range(T):
         g = G[t % G.shape[0]]  # this step's gates
         if fused:
+            xh, xh_next = xh_steps[t % n_xh, lo:hi], xh_steps[(t + 1) % n_xh, lo:hi]
             copy_matrix(x[t, lo:hi], xh[:, :I])
             # g[lo:hi] = [x_t, h] @ [w_ih, w_hh].T
             panel_matmul(xh, panels, True, g[lo:hi], 0, hi - lo)
@@ -55,12 +60,14 @@ def forward_rows(lo, hi, blas, x, fused, G, w_hh, panels, bias, h, c, lens, y, c
         for b in range(lo, hi):
             c_out, tanh_c_out = (c_all[t, b], tanh_c_all[t, b]) if store else (scratch, scratch)
             if t < lens[b]:
-                h_b = xh[b - lo, I:] if fused else h[b]
+                h_b = xh_next[b - lo, I:] if fused else h[b]
                 gate_row(g[b], bias, h_b, c[b], y[t, b], c_out, tanh_c_out, store, k)
             else:
+                if fused and n_xh > 1:  # the state carried to the next step
+                    xh_next[b - lo, I:] = xh[b - lo, I:]
                 padding_row(c[b], y[t, b], c_out, tanh_c_out, store)
     if fused:
-        copy_matrix(xh[:, I:], h[lo:hi])
+        copy_matrix(xh_steps[T % n_xh, lo:hi, I:], h[lo:hi])
 
 
 @njit(**JIT)
