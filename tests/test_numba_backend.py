@@ -24,6 +24,7 @@ numba = pytest.importorskip("numba")
 nb = pytest.importorskip("lstmcpu.backends.numba_backend")
 activations = pytest.importorskip("lstmcpu.backends.numba_backend._activations")
 products = pytest.importorskip("lstmcpu.backends.numba_backend._products")
+step = pytest.importorskip("lstmcpu.backends.numba_backend._lstm_step")
 
 ORACLE = NumpyBackend()
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
@@ -113,7 +114,7 @@ def test_column_sums_are_numpys_to_the_bit(dtype, shape):
 @pytest.mark.parametrize("N, K", [(1, 1), (7, 5), (16, 16), (33, 17), (75, 40), (256, 64)], ids=str)
 def test_packed_panels_hold_the_transpose_and_zeros_past_it(dtype, N, K):
     """Tiles transposed in registers give ``panels[q, k, j] = w[q W + j, k]``, zeros past the
-    N rows of ``w`` even in reused (dirty) memory, and the same for blocks side by side."""
+    N rows of ``w`` even in reused (dirty) memory."""
     rng = np.random.default_rng(N * K)
     w = rng.standard_normal((N, K)).astype(dtype)
     W = products.panel_width(dtype)
@@ -126,7 +127,6 @@ def test_packed_panels_hold_the_transpose_and_zeros_past_it(dtype, N, K):
         np.testing.assert_array_equal(packed, want)
         packed.fill(np.nan)
         del packed
-    np.testing.assert_array_equal(products.pack_panels(w[:, : K // 2], w[:, K // 2 :]), want)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
@@ -155,9 +155,9 @@ def test_panel_kernel_is_exact_in_any_blocking(dtype, B, K, N):
     np.testing.assert_allclose(packed, want, rtol=0, atol=10 * K * np.finfo(dtype).eps * np.abs(want).max())
     np.testing.assert_array_equal(product(np.ascontiguousarray(w.T), [0, B]), packed)
     np.testing.assert_array_equal(product(products.pack_panels(w), [0, B // 2, B - 1, B]), packed)
-    # out = A @ m, out not read: the same sums from zero; [w1, w2] packed side by side.
+    # out = A @ m, out not read: the same sums from zero
     out = np.full((B, N), np.nan, dtype=dtype)
-    products.panel_matmul(A, products.pack_panels(w[:, : K // 2], w[:, K // 2 :]), True, out, 0, B)
+    products.panel_matmul(A, products.pack_panels(w), True, out, 0, B)
     zero_start = np.zeros((B, N), dtype=dtype)
     products.matmul_add(False, A, w.T, products.pack_panels(w), zero_start, 0, B, none)
     np.testing.assert_array_equal(out, zero_start)
@@ -494,6 +494,52 @@ def test_inference_chunks_share_one_step_of_gates(monkeypatch, fused_min_rows):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("I, H", [(1, 1), (3, 8), (5, 17), (32, 64)], ids=str)
+def test_gate_groups_pack_the_four_gates_of_each_group_of_units(dtype, I, H):
+    """Panel 2q holds the rows i and f of the units qL .. qL + L - 1 of [w_ih, w_hh], panel
+    2q + 1 their rows g and o, transposed; rows of units past H are zero."""
+    rng = np.random.default_rng(I * H)
+    w_ih, w_hh = rng.standard_normal((4 * H, I)).astype(dtype), rng.standard_normal((4 * H, H)).astype(dtype)
+    panels = step.pack_gate_groups(w_ih, w_hh)
+    L = products.panel_width(dtype) // 2
+    w = np.hstack([w_ih, w_hh])
+    assert panels.shape == (2 * -(-H // L), I + H, 2 * L)
+    for q in range(panels.shape[0] // 2):
+        for gate in range(4):
+            for j in range(L):
+                unit = q * L + j
+                want = w[gate * H + unit] if unit < H else np.zeros(I + H, dtype)
+                np.testing.assert_array_equal(panels[2 * q + gate // 2, :, gate % 2 * L + j], want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("store", [True, False], ids=["store", "no-store"])
+@pytest.mark.parametrize(
+    "T, B, I, H, lengths", [(3, 8, 1, 1, False), (4, 13, 3, 17, True), (5, 32, 32, 64, True), (2, 9, 5, 40, False)],
+    ids=str,
+)
+def test_fused_step_gives_the_unfused_results_to_the_bit(monkeypatch, dtype, store, T, B, I, H, lengths):
+    """The gate pass in the epilogue of each block of the product (blocks of 8, 4 and 1
+    rows, the last group of units partial, rows past their length) computes every output
+    with the operations of the unfused panel route: the same outputs, cache and final
+    states to the bit (the gates at steps past a row's length are not kept)."""
+    p = random_problem(T, B, I, H, dtype, lengths=lengths, seed=B + H)
+    args = (p["x"], p["w_ih"], p["w_hh"], p["b"], p["h0"], p["c0"], p["lengths"], store)
+    results = {}
+    for fused_min_rows in (1, 10**6):
+        monkeypatch.setattr(nb, "FUSED_MIN_ROWS", fused_min_rows)
+        results[fused_min_rows] = nb.NumbaBackend(n_threads=1).forward(*args)
+    (fused, unfused) = results.values()
+    for got, want in zip(fused[:3], unfused[:3]):
+        np.testing.assert_array_equal(got, want)
+    if store:
+        active = np.arange(T)[:, None] < (p["lengths"] if lengths else np.full(B, T))[None, :]
+        for name in ("c", "tanh_c", "y"):
+            np.testing.assert_array_equal(fused[3][name], unfused[3][name], err_msg=name)
+        np.testing.assert_array_equal(fused[3]["gates"][active], unfused[3]["gates"][active])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("B, H, lengths", [(1, 7, None), (1, 40, [5]), (3, 9, [7, 2, 5])], ids=str)
 def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch, dtype, B, H, lengths):
     """A batch that is not cut into chunks has each step's units split between the calling
@@ -685,6 +731,7 @@ def test_kernels_run_as_pure_python_under_numba_disable_jit():
         from _cells import VARIANTS, make_inputs, random_upstream, run_backward, run_forward
         nb.MIN_CHUNK_WORK = 1  # split every call in chunks: the pool runs pure Python too
         nb.MIN_PANEL_STEPS = 0  # a single sequence takes the panel kernel however short
+        nb.FUSED_MIN_ROWS = 1  # chunks of any size fuse each step's products and gate pass
 
         def difference(variant, B, with_lengths):
             inputs, lengths = make_inputs(variant, 4, B, 2, 5, np.float64, lengths=with_lengths)

@@ -84,6 +84,7 @@ from lstmcpu.backends.numpy_backend import _recurrent_weight_gradient as _oracle
 from . import _gru, _lstm, _lstm_variants, _rnn
 from ._activations import constants
 from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, projection_size
+from ._lstm_step import pack_gate_groups
 from ._products import column_sums, pack_panels, panel_matmul, panel_width
 from ._split_timing import SplitTimes
 from ._sync import DONE, START, STOP, new_progress
@@ -271,12 +272,14 @@ class NumbaBackend(Backend):
                 # cache; else G starts as the input projection.
                 fused = not plan[1] and B // plan[0] >= FUSED_MIN_ROWS
                 if fused:
-                    G = BUFFERS.empty((T if store else 1, B, w_hh.shape[0]), x.dtype)
+                    G = BUFFERS.empty((T if store else 0, B, w_hh.shape[0]), x.dtype)
+                    panels = pack_gate_groups(w_ih, w_hh)
                 else:
                     G = _input_projection(x, w_ih, blas=plan[1])
-                xh_shape = (T + 1 if fused and store else 1, B if fused else 0, I + w_hh.shape[1])
-                xh_steps = BUFFERS.empty(xh_shape, x.dtype)  # see _lstm.forward_rows
-                panels = _hand_weights(w_hh, plan, w_ih if fused else None)
+                    panels = _hand_weights(w_hh, plan)
+                # [x_t, h_{t-1}] of each step, see _lstm.forward_rows (unread unless fused)
+                xh_shape = ((T + 1 if store else 2), B, I + w_hh.shape[1]) if fused else (1, 0, I + w_hh.shape[1])
+                xh_steps = BUFFERS.empty(xh_shape, x.dtype)
                 self._run(plan, _lstm.forward_rows, x, fused, G, xh_steps, w_hh, panels, b, h, c, lens, y, c_all,
                           tanh_c_all, store, k)  # fmt: skip
                 return G, xh_steps[:T] if fused and store else None
@@ -456,14 +459,14 @@ def _recurrent_weight_gradient(dG, h0, y):
     return np.matmul(dG.reshape(T * B, n_gates).T, h_prev)
 
 
-def _hand_weights(w, plan, w_before=None):
+def _hand_weights(w, plan):
     """What the panel kernel reads for products with ``w.T``: its packed panels
-    (:func:`~._products.pack_panels`), or those of ``[w_before, w].T`` when given; on the
-    BLAS route (``plan[1]``) BLAS reads ``w`` itself, and the kernel gets an empty array of
-    the same type (one compiled kernel serves both routes)."""
+    (:func:`~._products.pack_panels`); on the BLAS route (``plan[1]``) BLAS reads ``w``
+    itself, and the kernel gets an empty array of the same type (one compiled kernel serves
+    both routes)."""
     if plan[1]:
         return np.empty((0, w.shape[1], panel_width(w.dtype)), dtype=w.dtype)
-    return pack_panels(w) if w_before is None else pack_panels(w_before, w)
+    return pack_panels(w)
 
 
 # ---------------------------------------------------------------- threads

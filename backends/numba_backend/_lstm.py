@@ -6,7 +6,8 @@ from numba import njit
 
 from ._activations import JIT
 from ._lstm_gates import gate_gradient_row, gate_row
-from ._products import copy_matrix, matmul_add, pack_into, panel_matmul, panel_matmul_add
+from ._lstm_step import fused_step
+from ._products import copy_matrix, matmul_add, pack_into, panel_matmul, panel_matmul_add, panel_width
 from ._sync import team_parts, team_step_done
 
 
@@ -26,48 +27,44 @@ def forward_rows(lo, hi, blas, x, fused, G, xh_steps, w_hh, panels, bias, h, c, 
 
     Unless ``fused``, ``G`` holds the input projection ``x W_ih^T`` of every step, and each
     step adds ``h W_hh^T`` to it, by BLAS when ``blas``, else by the panel kernel reading
-    ``panels``, the packed ``W_hh^T``. When ``fused`` (panel route), each step computes both
-    products at once, ``[x_t, h] [W_ih, W_hh]^T`` (``panels`` packs ``[W_ih, W_hh]^T``), from
-    ``xh_steps``, whose step ``t`` holds ``[x_t, h_{t-1}]`` for every row side by side: one
-    long ``k`` loop per block of outputs, and the chunk's input projection runs on the
-    chunk's thread (measured against PyTorch in one process, small preset, float32, 1
-    thread, medians of 9 interleaved rounds: the forward 1.33 -> 1.12 times PyTorch's time,
-    with the Cython backend at 1.30 and 1.24 as the control). Then, without ``store``, ``G``
-    may hold a single step, which every step reuses: an inference call's gates stay in cache
-    (1.12 -> 1.05 times PyTorch's time, the Cython control at 1.24). ``xh_steps`` has
-    ``T + 1`` steps with ``store`` (the backward's weight gradient reads them, see
-    ``NumbaBackend._weight_gradients``), else one, which every step reuses (``h`` is written
-    after the product has read it); unless ``fused``, one step of no rows.
-    Without ``store``, ``tanh(c)`` goes to a scratch row and ``c`` is not kept.
+    ``panels``, the packed ``W_hh^T``, then runs the gate pass row by row. When ``fused``
+    (panel route), each step is :func:`~._lstm_step.fused_step`: both products at once,
+    ``[x_t, h] [W_ih, W_hh]^T`` (``panels`` from :func:`~._lstm_step.pack_gate_groups`), the
+    gate pass in the epilogue of each block of the product. Its input, ``[x_t, h_{t-1}]``
+    of every row side by side, is step ``t`` of ``xh_steps``, and ``h_t`` goes to step
+    ``t + 1``: ``T + 1`` steps with ``store`` (the backward's weight gradient reads them, see
+    ``NumbaBackend._weight_gradients``), else two, used in turn; the chunk's input
+    projection thus runs on the chunk's thread, and an inference call keeps no gates (``G``
+    may have no step). Measured against PyTorch in one process (small preset, float32, 1
+    thread, medians of 9 interleaved rounds), computing the input projection with each step
+    took the forward from 1.33 to 1.12 times PyTorch's time, keeping one step of gates in an
+    inference call to 1.05 (the Cython backend at 1.24-1.30 as the control). Unless
+    ``fused``, ``xh_steps`` is not read. Without ``store``, ``c`` and ``tanh(c)`` are not
+    kept.
     """
     T, I, H = x.shape[0], x.shape[2], h.shape[1]
-    n_xh = xh_steps.shape[0]
+    if fused:
+        n_xh = xh_steps.shape[0]
+        scratch = np.empty(8 * panel_width(G.dtype), dtype=G.dtype)  # i and f of a block's rows
+        copy_matrix(h[lo:hi], xh_steps[0, lo:hi, I:])
+        for t in range(T):
+            xh, xh_next = xh_steps[t % n_xh], xh_steps[(t + 1) % n_xh]
+            copy_matrix(x[t, lo:hi], xh[lo:hi, :I])
+            fused_step(lo, hi, xh, panels, bias, c, xh_next, y, t, lens, store, G, c_all, tanh_c_all, scratch)
+        copy_matrix(xh_steps[T % n_xh, lo:hi, I:], h[lo:hi])
+        return
     scratch = np.empty(H, dtype=G.dtype)
     product = np.empty((hi - lo if blas else 0, G.shape[2]), dtype=G.dtype)  # this thread's own
-    xh = xh_next = xh_steps[0, lo:hi]  # [x_t, h] of rows lo:hi, and [x_{t+1}, h_t]
-    if fused:
-        copy_matrix(h[lo:hi], xh[:, I:])
     for t in range(T):
-        g = G[t % G.shape[0]]  # this step's gates
-        if fused:
-            xh, xh_next = xh_steps[t % n_xh, lo:hi], xh_steps[(t + 1) % n_xh, lo:hi]
-            copy_matrix(x[t, lo:hi], xh[:, :I])
-            # g[lo:hi] = [x_t, h] @ [w_ih, w_hh].T
-            panel_matmul(xh, panels, True, g[lo:hi], 0, hi - lo)
-        else:
-            # g[lo:hi] += h[lo:hi] @ w_hh.T (rows past their length too: unused)
-            matmul_add(blas, h, w_hh.T, panels, g, lo, hi, product)
+        g = G[t]  # this step's gates
+        # g[lo:hi] += h[lo:hi] @ w_hh.T (rows past their length too: unused)
+        matmul_add(blas, h, w_hh.T, panels, g, lo, hi, product)
         for b in range(lo, hi):
             c_out, tanh_c_out = (c_all[t, b], tanh_c_all[t, b]) if store else (scratch, scratch)
             if t < lens[b]:
-                h_b = xh_next[b - lo, I:] if fused else h[b]
-                gate_row(g[b], bias, h_b, c[b], y[t, b], c_out, tanh_c_out, store, k)
+                gate_row(g[b], bias, h[b], c[b], y[t, b], c_out, tanh_c_out, store, k)
             else:
-                if fused and n_xh > 1:  # the state carried to the next step
-                    xh_next[b - lo, I:] = xh[b - lo, I:]
                 padding_row(c[b], y[t, b], c_out, tanh_c_out, store)
-    if fused:
-        copy_matrix(xh_steps[T % n_xh, lo:hi, I:], h[lo:hi])
 
 
 @njit(**JIT)

@@ -41,18 +41,14 @@ def _panel_width_compiled(dtype):
     return lambda dtype: width
 
 
-def pack_panels(*blocks):
+def pack_panels(w):
     """Panels of ``m = w.T`` for :func:`matmul_add`, from ``w`` (N, K): a C-contiguous
     ``(ceil(N / W), K, W)`` array with ``panels[q, k, j] = w[q W + j, k]``, zero past
-    the ``N`` columns of ``m``. With several blocks (all N rows), ``w`` is them side by
-    side, ``np.hstack(blocks)``, packed without that copy."""
-    N, K = blocks[0].shape[0], sum(w.shape[1] for w in blocks)
-    W = panel_width(blocks[0].dtype)
-    panels = BUFFERS.empty((-(-N // W), K, W), blocks[0].dtype)
-    k0 = 0
-    for w in blocks:
-        pack_into(w, panels[:, k0 : k0 + w.shape[1]])
-        k0 += w.shape[1]
+    the ``N`` columns of ``m``."""
+    N, K = w.shape
+    W = panel_width(w.dtype)
+    panels = BUFFERS.empty((-(-N // W), K, W), w.dtype)
+    pack_into(w, panels)
     return panels
 
 
@@ -213,39 +209,50 @@ def _panel_block_ir(typingctx, rows, count, m, first, row_step, panel_step, A, r
         else:
             start = [v.zero for b in range(R) for i in pieces]
 
-        # for k in range(K): acc[b, i] = fma(M[k, piece i], A[row + b, k], acc[b, i])
-        entry = builder.block
-        loop = builder.append_basic_block("panel.k")
-        done = builder.append_basic_block("panel.done")
-        builder.cbranch(builder.icmp_signed(">", K, const(0)), loop, done)
-        builder.position_at_end(loop)
-        k = builder.phi(v.intp)
-        acc = [builder.phi(v.vector) for _ in start]
-        m_k = builder.mul(k, row_arg)
-        w = [v.load(v.element(m_data, m_k, m_piece[i]), masks[i]) for i in pieces]
-        new = []
-        for b in range(R):
-            a = v.splat(builder.load(v.element(a_data, a_rows[b], k), align=v.itemsize))
-            new += [v.fma(w[i], a, acc[b * 2 * Q + i]) for i in pieces]
-        k_next = builder.add(k, const(1))
-        body_end = builder.block
-        builder.cbranch(builder.icmp_signed("<", k_next, K), loop, done)
-        k.add_incoming(const(0), entry)
-        k.add_incoming(k_next, body_end)
-        for phi, before, after in zip(acc, start, new):
-            phi.add_incoming(before, entry)
-            phi.add_incoming(after, body_end)
-        builder.position_at_end(done)
-        results = [builder.phi(v.vector) for _ in start]
-        for result, before, after in zip(results, start, new):
-            result.add_incoming(before, entry)
-            result.add_incoming(after, body_end)
+        results = block_product(v, m_data, m_piece, row_arg, masks, a_data, a_rows, K, start)
         for index, result in enumerate(results):
             b, i = divmod(index, 2 * Q)
             v.store(result, v.element(out_data, out_rows[b], out_piece[i]), masks[i])
         return context.get_dummy_value()
 
     return types.none(rows, count, m, first, row_step, panel_step, A, r, out, c0, add), codegen
+
+
+def block_product(v, m_data, m_pieces, m_row_step, masks, a_data, a_rows, K, start):
+    """Emits the ``k`` loop of a block of the panel kernel with the
+    :class:`~._vectors.VectorBuilder` ``v``: for ``k`` in ``range(K)``, each accumulator
+    ``acc[b, i]`` (index ``b * len(m_pieces) + i``, from ``start``) gains
+    ``m[k m_row_step + m_pieces[i] + (0..L-1)] * a[a_rows[b] + k]`` in one fused
+    multiply-add, the loads of ``m`` masked by ``masks[i]``. Returns the accumulators after
+    the loop (``start`` when ``K`` is 0)."""
+    builder, const = v.builder, v.const
+    entry = builder.block
+    loop = builder.append_basic_block("panel.k")
+    done = builder.append_basic_block("panel.done")
+    builder.cbranch(builder.icmp_signed(">", K, const(0)), loop, done)
+    builder.position_at_end(loop)
+    k = builder.phi(v.intp)
+    acc = [builder.phi(v.vector) for _ in start]
+    m_k = builder.mul(k, m_row_step)
+    w = [v.load(v.element(m_data, m_k, piece), mask) for piece, mask in zip(m_pieces, masks)]
+    new = []
+    for b, a_row in enumerate(a_rows):
+        a = v.splat(builder.load(v.element(a_data, a_row, k), align=v.itemsize))
+        new += [v.fma(w_i, a, acc[b * len(w) + i]) for i, w_i in enumerate(w)]
+    k_next = builder.add(k, const(1))
+    body_end = builder.block
+    builder.cbranch(builder.icmp_signed("<", k_next, K), loop, done)
+    k.add_incoming(const(0), entry)
+    k.add_incoming(k_next, body_end)
+    for phi, before, after in zip(acc, start, new):
+        phi.add_incoming(before, entry)
+        phi.add_incoming(after, body_end)
+    builder.position_at_end(done)
+    results = [builder.phi(v.vector) for _ in start]
+    for result, before, after in zip(results, start, new):
+        result.add_incoming(before, entry)
+        result.add_incoming(after, body_end)
+    return results
 
 
 @njit(**JIT)
