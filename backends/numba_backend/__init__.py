@@ -174,36 +174,31 @@ class NumbaBackend(Backend):
         n_chunks, blas = plan
         _run_chunks(kernel, n_chunks, args[0].shape[1], blas, args)
 
-    def _weight_gradients(self, dG, x, w_ih, h0, y, xh=None):
-        """``dx, dw_ih, dw_hh, db`` from the gate gradients after the backward loop.
+    def _weight_gradients(self, dG, x, w_ih, h0, y):
+        """``dx, dw_ih, dw_hh, db`` from the gate gradients after the backward loop, one GEMM
+        each. With several threads allowed, BLAS runs on one (see :func:`_blas_limit`), so
+        ``dw_hh`` goes to the pool while this thread computes the others (each GEMM whole:
+        the results do not depend on the thread count), when they bring at least
+        :data:`MIN_CHUNK_WORK` multiply-adds each.
 
-        Given ``xh``, the ``[x_t, h_{t-1}]`` of every step side by side (T, B, I + H), which
-        the fused forward keeps, ``dw_ih`` and ``dw_hh`` come from one GEMM with ``xh``:
-        OpenBLAS is faster on one product 96 columns wide than on two of 32 and 64
-        (measured at the small preset, T=50, B=32, I=32, H=64, float32, 1 thread: the
-        weight gradients with ``dx`` and ``db`` in 0.92 of the time, the training step in
-        0.98 of it); else one GEMM each. With several threads allowed, BLAS runs on one
-        (see :func:`_blas_limit`), so the GEMM of ``dw_hh`` (of both, given ``xh``) goes to
-        the pool while this thread computes the others, when they bring at least
-        :data:`MIN_CHUNK_WORK` multiply-adds; each GEMM is whole either way, so the results
-        do not depend on the thread count."""
+        Tried and dropped: ``dw_ih`` and ``dw_hh`` from one GEMM of ``dG`` with the
+        ``[x_t, h_{t-1}]`` rows the fused forward builds, kept for the backward. On one thread
+        it took 0.92 of the time at the small preset (OpenBLAS is faster on one product 96
+        columns wide than on two of 32 and 64), but on two the pool's share grew from
+        ``dw_hh`` to both (1.5 times the work at the small preset; the training step at 2
+        threads, in ratio to the Cython backend's, 0.94-0.96 -> 0.98-1.03 at the small preset,
+        1.01-1.09 -> 1.03-1.25 at the medium), and splitting that GEMM between the threads keeps
+        OpenBLAS's sums only while both parts have several rows (a part of one row goes to
+        GEMV, which rounds differently): the results would depend on the thread count."""
         T, B, n_gates = dG.shape
-        I = x.shape[2]
-        work = T * B * n_gates * (2 * I + y.shape[2])
+        work = T * B * n_gates * (2 * x.shape[2] + y.shape[2])
         split = chunk_count(self._threads(), 2, work) == 2
-        dG2 = dG.reshape(T * B, n_gates)
-        if xh is not None:
-            # dw = [dw_ih, dw_hh] = dG2.T @ [x2, h_prev2]
-            dw = _pool().submit(_stacked_weight_gradient, dG2, xh) if split else _stacked_weight_gradient(dG2, xh)
-            # dx = dG2 @ w_ih
-            dx = np.matmul(dG2, w_ih, out=BUFFERS.empty((T * B, I), x.dtype)).reshape(x.shape)
-            dw = dw.result() if split else dw
-            return dx, np.ascontiguousarray(dw[:, :I]), np.ascontiguousarray(dw[:, I:]), column_sums(dG2)
         dw_hh = _pool().submit(_recurrent_weight_gradient, dG, h0, y) if split else None
+        dG2 = dG.reshape(T * B, n_gates)
         # dw_ih = dG2.T @ x2
-        dw_ih = np.matmul(dG2.T, x.reshape(T * B, I), out=BUFFERS.empty((n_gates, I), x.dtype))
+        dw_ih = np.matmul(dG2.T, x.reshape(T * B, -1), out=BUFFERS.empty((n_gates, x.shape[2]), x.dtype))
         # dx = dG2 @ w_ih
-        dx = np.matmul(dG2, w_ih, out=BUFFERS.empty((T * B, I), x.dtype)).reshape(x.shape)
+        dx = np.matmul(dG2, w_ih, out=BUFFERS.empty((T * B, x.shape[2]), x.dtype)).reshape(x.shape)
         dw_hh = dw_hh.result() if split else _recurrent_weight_gradient(dG, h0, y)
         return dx, dw_ih, dw_hh, column_sums(dG2)
 
@@ -233,7 +228,7 @@ class NumbaBackend(Backend):
         k, store = constants(x.dtype), bool(need_cache)
         plan = self._plan(B, w_hh, lens)
         if peephole is None and not coupled and w_hr is None:
-            G, xh = self._plain_forward(plan, x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
+            G = self._plain_forward(plan, x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
             options = None
         else:
             with _blas_limit(self._threads()):
@@ -246,18 +241,15 @@ class NumbaBackend(Backend):
                           k)  # fmt: skip
             options = dict(peephole=p, has_peephole=peephole is not None, coupled=bool(coupled), w_hr=w_hr,
                            has_projection=P is not None)  # fmt: skip
-            xh = None
         if not need_cache:
             return y, h, c, None
         cache = dict(x=x, w_ih=w_ih, w_hh=w_hh, h0=checked["h0"], c0=checked["c0"], lengths=lens, gates=G,
-                     c=c_all, tanh_c=tanh_c_all, y=y, xh=xh, options=options)  # fmt: skip
+                     c=c_all, tanh_c=tanh_c_all, y=y, options=options)  # fmt: skip
         return y, h, c, cache
 
     def _plain_forward(self, plan, x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k):
         """The time loop of the plain LSTM (no peephole, coupled gates or projection) on the
-        route ``plan`` gives, or split between two threads. Returns ``G``, the gates, and the
-        ``[x_t, h_{t-1}]`` of every step side by side (T, B, I + H) when the fused route kept
-        them for the cache, else None."""
+        route ``plan`` gives, or split between two threads; returns ``G``, the gates."""
         T, B, I = x.shape
         # Only the BLAS route calls BLAS: the panel route leaves BLAS's thread setting alone
         # (setting a limit and restoring it took ~25 us with BLAS at 2 threads, 2-5% of the
@@ -266,7 +258,7 @@ class NumbaBackend(Backend):
             may_split = self._may_split_units(plan, B, w_hh)
             with self._timed_split(("forward", w_hh.shape, x.dtype, store), T) if may_split else _NOT_SPLIT as split:
                 if split:
-                    return _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k), None
+                    return _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
                 # On the panel route, chunks of FUSED_MIN_ROWS rows or more compute the input
                 # projection with each step (see _lstm.forward_rows), in one step's G without a
                 # cache; else G starts as the input projection.
@@ -278,11 +270,11 @@ class NumbaBackend(Backend):
                     G = _input_projection(x, w_ih, blas=plan[1])
                     panels = _hand_weights(w_hh, plan)
                 # [x_t, h_{t-1}] of each step, see _lstm.forward_rows (unread unless fused)
-                xh_shape = ((T + 1 if store else 2), B, I + w_hh.shape[1]) if fused else (1, 0, I + w_hh.shape[1])
+                xh_shape = (2, B, I + w_hh.shape[1]) if fused else (1, 0, I + w_hh.shape[1])
                 xh_steps = BUFFERS.empty(xh_shape, x.dtype)
                 self._run(plan, _lstm.forward_rows, x, fused, G, xh_steps, w_hh, panels, b, h, c, lens, y, c_all,
                           tanh_c_all, store, k)  # fmt: skip
-                return G, xh_steps[:T] if fused and store else None
+                return G
 
     @_whole_call_blas_limit
     def backward(self, dy, dh_n, dc_n, cache):
@@ -301,7 +293,7 @@ class NumbaBackend(Backend):
                     _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
                 else:
                     self._run(plan, _lstm.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
-            return (*self._weight_gradients(dG, x, w_ih, h0, y, cache.get("xh")), dh, dc)
+            return (*self._weight_gradients(dG, x, w_ih, h0, y), dh, dc)
         p, coupled, w_hr = options["peephole"], options["coupled"], options["w_hr"]
         project = options["has_projection"]
         dh_all = BUFFERS.empty((T, B, R) if project else (0, 0, 0), x.dtype)
@@ -433,12 +425,6 @@ def _input_projection(x, w_ih, blas=True):
         # G = x2 @ w_ih.T, w_ih.T read as packed panels
         panel_matmul(x.reshape(T * B, I), pack_panels(w_ih), True, G, 0, T * B)
     return G.reshape(T, B, w_ih.shape[0])
-
-
-def _stacked_weight_gradient(dG2, xh):
-    """``dG2.T @ xh2``: ``[dw_ih, dw_hh]`` side by side, from the gate gradients of every
-    step (T B, gates) and the ``[x_t, h_{t-1}]`` of every step (T, B, I + H)."""
-    return np.matmul(dG2.T, xh.reshape(dG2.shape[0], -1), out=BUFFERS.empty((dG2.shape[1], xh.shape[2]), xh.dtype))
 
 
 def _recurrent_weight_gradient(dG, h0, y):
