@@ -260,8 +260,8 @@ class NumbaBackend(Backend):
                 if split:
                     return _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
                 # On the panel route, chunks of FUSED_MIN_ROWS rows or more compute the input
-                # projection with each step (see _lstm.forward_rows), in one step's G without a
-                # cache; else G starts as the input projection.
+                # projection with each step and the gate pass in the epilogue of its product
+                # (see _lstm.forward_rows); else G starts as the input projection.
                 fused = not plan[1] and B // plan[0] >= FUSED_MIN_ROWS
                 if fused:
                     G = BUFFERS.empty((T if store else 0, B, w_hh.shape[0]), x.dtype)

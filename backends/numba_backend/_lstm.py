@@ -33,12 +33,12 @@ def forward_rows(lo, hi, blas, x, fused, G, xh_steps, w_hh, panels, bias, h, c, 
     gate pass in the epilogue of each block of the product. Its input, ``[x_t, h_{t-1}]``
     of every row side by side, is one of the two steps of ``xh_steps``, and ``h_t`` goes to
     the other; the chunk's input projection thus runs on the chunk's thread, and an
-    inference call keeps no gates (``G`` may have no step). Measured against PyTorch in one process (small preset, float32, 1
-    thread, medians of 9 interleaved rounds), computing the input projection with each step
-    took the forward from 1.33 to 1.12 times PyTorch's time, keeping one step of gates in an
-    inference call to 1.05 (the Cython backend at 1.24-1.30 as the control). Unless
-    ``fused``, ``xh_steps`` is not read. Without ``store``, ``c`` and ``tanh(c)`` are not
-    kept.
+    inference call keeps no gates (``G`` may have no step). Measured against PyTorch in one
+    process (small preset, float32, 1 thread, medians of 9 interleaved rounds), computing
+    the input projection with each step took the forward from 1.33 to 1.12 times PyTorch's
+    time, keeping one step of gates in an inference call to 1.05 (the Cython backend at
+    1.24-1.30 as the control). Unless ``fused``, ``xh_steps`` is not read. Without
+    ``store``, ``c`` and ``tanh(c)`` are not kept.
     """
     T, I, H = x.shape[0], x.shape[2], h.shape[1]
     if fused:
