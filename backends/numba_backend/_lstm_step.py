@@ -32,7 +32,7 @@ from lstmcpu._buffers import BUFFERS
 
 from ._activations import JIT, VectorActivations, constants
 from ._lstm_gates import gate_row
-from ._products import block_product, pack_into, panel_width
+from ._products import block_product, copy_matrix, pack_into, panel_width
 from ._vectors import VectorBuilder, array_data, array_shape, truth
 
 
@@ -57,16 +57,12 @@ def _gate_group_rows(w_ih, w_hh, rows):
     I, H = w_ih.shape[1], w_hh.shape[0] // 4
     L = panel_width(rows.dtype) // 2
     for q in range(rows.shape[0] // (4 * L)):
+        u0, u1 = q * L, min(q * L + L, H)
         for gate in range(4):
-            for j in range(L):
-                row, unit = (4 * q + gate) * L + j, q * L + j
-                if unit >= H:
-                    rows[row, :] = 0
-                    continue
-                for k in range(I):
-                    rows[row, k] = w_ih[gate * H + unit, k]
-                for k in range(H):
-                    rows[row, I + k] = w_hh[gate * H + unit, k]
+            first = (4 * q + gate) * L  # the group's rows of this gate
+            copy_matrix(w_ih[gate * H + u0 : gate * H + u1], rows[first : first + u1 - u0, :I])
+            copy_matrix(w_hh[gate * H + u0 : gate * H + u1], rows[first : first + u1 - u0, I:])
+            rows[first + u1 - u0 : first + L] = 0
 
 
 @njit(**JIT)
