@@ -130,6 +130,31 @@ def test_packed_panels_hold_the_transpose_and_zeros_past_it(dtype, N, K):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("N, K, k_out", [(1, 1, 0), (7, 5, 3), (40, 17, 2), (75, 40, 9)], ids=str)
+def test_packed_rows_come_in_any_order_into_their_block_of_columns(dtype, N, K, k_out):
+    """``pack_rows`` puts ``w[rows[p]]`` in the p-th packed row, zero where ``rows[p]`` is not
+    a row of ``w`` (-1 or past its end), within the columns ``k_out:k_out + K``: the other
+    columns keep what they held."""
+    rng = np.random.default_rng(N + K)
+    w = rng.standard_normal((N, K)).astype(dtype)
+    W = products.panel_width(dtype)
+    n_packed = (-(-(N + 3) // W)) * W
+    rows = rng.permutation(np.r_[np.arange(N), [-1, N, 10**6]])
+    rows = np.r_[rows, np.full(n_packed - rows.size, -1)].astype(np.int64)
+    panels = np.full((n_packed // W, k_out + K + 2, W), np.nan, dtype=dtype)
+    products.pack_rows(w, rows, panels, k_out)
+    packed = panels.transpose(0, 2, 1).reshape(n_packed, -1)
+    for p, row in enumerate(rows):
+        want = w[row] if 0 <= row < N else np.zeros(K, dtype)
+        np.testing.assert_array_equal(packed[p, k_out : k_out + K], want)
+    assert np.isnan(packed[:, :k_out]).all() and np.isnan(packed[:, k_out + K :]).all()
+    with pytest.raises(ValueError, match="do not fit"):
+        products.pack_rows(w, rows[1:], panels, k_out)
+    with pytest.raises(ValueError, match="do not fit"):
+        products.pack_rows(w, rows, panels, k_out + 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize(
     "B, K, N", [(1, 5, 7), (3, 37, 75), (9, 64, 256), (6, 20, 160), (5, 3, 16), (13, 37, 75), (20, 9, 100)], ids=str
 )

@@ -32,7 +32,7 @@ from lstmcpu._buffers import BUFFERS
 
 from ._activations import JIT, VectorActivations, constants
 from ._lstm_gates import gate_row
-from ._products import block_product, copy_matrix, pack_into, panel_width
+from ._products import block_product, pack_rows, panel_width
 from ._vectors import VectorBuilder, array_data, array_shape, truth
 
 
@@ -42,27 +42,27 @@ def pack_gate_groups(w_ih, w_hh):
     panel ``2q + 1`` their rows g and o; the rows of units past ``H`` are zero. A
     C-contiguous ``(2 n_groups, I + H, 2 L)`` array."""
     H, W = w_hh.shape[0] // 4, panel_width(w_hh.dtype)
-    n_groups = -(-H // (W // 2))
-    rows = BUFFERS.empty((n_groups * 2 * W, w_ih.shape[1] + w_hh.shape[1]), w_hh.dtype)
-    _gate_group_rows(w_ih, w_hh, rows)
-    panels = BUFFERS.empty((2 * n_groups, rows.shape[1], W), w_hh.dtype)
-    pack_into(rows, panels)
+    panels = BUFFERS.empty((2 * -(-H // (W // 2)), w_ih.shape[1] + w_hh.shape[1], W), w_hh.dtype)
+    _pack_gate_groups(w_ih, w_hh, panels)
     return panels
 
 
 @njit(**JIT)
-def _gate_group_rows(w_ih, w_hh, rows):
-    """``rows`` (n_groups 4 L, I + H): the rows of ``[w_ih, w_hh]`` in the order of
-    :func:`pack_gate_groups`' panels, zero for units past ``H``."""
-    I, H = w_ih.shape[1], w_hh.shape[0] // 4
-    L = panel_width(rows.dtype) // 2
-    for q in range(rows.shape[0] // (4 * L)):
-        u0, u1 = q * L, min(q * L + L, H)
+def _pack_gate_groups(w_ih, w_hh, panels):
+    """:func:`pack_gate_groups` into ``panels``: ``w_ih``'s columns, then ``w_hh``'s, each
+    packed straight from its rows in the groups' order (:func:`~._products.pack_rows`).
+    Measured at the small preset (float32, timeit, best of 7): 16.0-16.4 us, against
+    30.6-31.3 with the rows first copied in the groups' order, then packed."""
+    H = w_hh.shape[0] // 4
+    L = panels.shape[2] // 2
+    rows = np.empty(panels.shape[0] * 2 * L, dtype=np.int64)  # packed row -> row of w_ih and w_hh
+    for q in range(panels.shape[0] // 2):
         for gate in range(4):
-            first = (4 * q + gate) * L  # the group's rows of this gate
-            copy_matrix(w_ih[gate * H + u0 : gate * H + u1], rows[first : first + u1 - u0, :I])
-            copy_matrix(w_hh[gate * H + u0 : gate * H + u1], rows[first : first + u1 - u0, I:])
-            rows[first + u1 - u0 : first + L] = 0
+            for j in range(L):
+                unit = q * L + j
+                rows[(4 * q + gate) * L + j] = gate * H + unit if unit < H else -1
+    pack_rows(np.ascontiguousarray(w_ih), rows, panels, 0)
+    pack_rows(np.ascontiguousarray(w_hh), rows, panels, w_ih.shape[1])
 
 
 @njit(**JIT)

@@ -55,21 +55,35 @@ def pack_panels(w):
 @njit(**JIT)
 def pack_into(w, panels):
     """``panels[q, :, j] = w[q W + j]`` for every row of ``w``, zero for the rows of the
-    panels past the end of ``w``: tiles of ``L x L`` (half a panel's width), each transposed
-    in registers by :func:`transpose_tile` (element by element, packing ``w_hh`` of H=256 in
-    float32 took 290 us, 15% of the online preset's forward; by tiles 145)."""
-    rows = np.ascontiguousarray(w)  # w itself when it is C-contiguous
+    panels past the end of ``w`` (:func:`pack_rows` with the rows in order)."""
+    pack_rows(np.ascontiguousarray(w), np.arange(panels.shape[0] * panels.shape[2]), panels, 0)
+
+
+@njit(**JIT)
+def pack_rows(w, rows, panels, k_out):
+    """Packs the rows of ``w`` (N, K) in the order ``rows`` gives: the ``p``-th packed row,
+    ``panels[p // W, k_out:k_out + K, p % W]``, is ``w[rows[p]]``, or zero where
+    ``rows[p]`` is not a row of ``w`` (-1, say); nothing is written outside those columns,
+    so that a matrix of several blocks of columns, such as ``[w_ih, w_hh].T``, is packed
+    one block at a time without copying its rows side by side first. ``rows`` has an
+    entry for every packed row (``panels.shape[0] * W``).
+
+    Tiles of ``L x L`` (half a panel's width), each transposed in registers by
+    :func:`transpose_tile` (element by element, packing ``w_hh`` of H=256 in float32 took
+    290 us, 15% of the online preset's forward; by tiles 145)."""
+    if rows.shape[0] != panels.shape[0] * panels.shape[2] or k_out < 0 or k_out + w.shape[1] > panels.shape[1]:
+        raise ValueError("pack_rows: rows or k_out do not fit the panels")
     L = panels.shape[2] // 2
     for q in range(panels.shape[0]):
         for half in range(2):
-            for k0 in range(0, rows.shape[1], L):
-                transpose_tile(rows, panels, q, half, k0)
+            for k0 in range(0, w.shape[1], L):
+                transpose_tile(w, rows, panels, q, half, k0, k_out)
 
 
-def transpose_tile(w, panels, q, half, k0):
-    """``panels[q, k0 + k, half L + j] = w[q W + half L + j, k0 + k]`` for ``j, k < L``
-    (``L = W / 2``) within ``w``, zero for rows past its end; nothing is written past its
-    ``K`` columns.
+def transpose_tile(w, rows, panels, q, half, k0, k_out):
+    """``panels[q, k_out + k0 + k, half L + j] = w[rows[p], k0 + k]``, ``p = q W + half L +
+    j``, for ``j, k < L`` (``L = W / 2``), zero where ``rows[p]`` is not a row of ``w``;
+    nothing is written past ``w``'s ``K`` columns.
 
     This Python body runs under ``NUMBA_DISABLE_JIT=1``; compiled code runs
     :func:`_transpose_tile_ir`: ``L`` vector loads, a transpose in ``log2(L)`` rounds of
@@ -77,24 +91,26 @@ def transpose_tile(w, panels, q, half, k0):
     """
     N, K = w.shape
     L = panels.shape[2] // 2
-    r0 = q * 2 * L + half * L
     for j in range(L):
+        row = rows[q * 2 * L + half * L + j]
         for k in range(k0, min(k0 + L, K)):
-            panels[q, k, half * L + j] = w[r0 + j, k] if r0 + j < N else 0
+            panels[q, k_out + k, half * L + j] = w[row, k] if 0 <= row < N else 0
 
 
 @overload(transpose_tile)
-def _transpose_tile_compiled(w, panels, q, half, k0):
-    return lambda w, panels, q, half, k0: _transpose_tile_ir(w, panels, q, half, k0)
+def _transpose_tile_compiled(w, rows, panels, q, half, k0, k_out):
+    return lambda w, rows, panels, q, half, k0, k_out: _transpose_tile_ir(w, rows, panels, q, half, k0, k_out)
 
 
 @intrinsic
-def _transpose_tile_ir(typingctx, w, panels, q, half, k0):
+def _transpose_tile_ir(typingctx, w, rows, panels, q, half, k0, k_out):
     """:func:`transpose_tile` as IR. ``w`` is C-contiguous; ``panels`` may be a view whose
     last axis is contiguous (a block of columns of a larger packing). Round ``s`` (``L / 2``
     down to 1) swaps the off-diagonal ``s x s`` blocks of every ``2s x 2s`` block, rows
     ``i`` and ``i + s`` at a time."""
     if not (isinstance(w, types.Array) and w.ndim == 2 and w.layout == "C"):
+        return None
+    if not (isinstance(rows, types.Array) and rows.ndim == 1 and rows.dtype == types.int64):
         return None
     if not (isinstance(panels, types.Array) and panels.ndim == 3 and panels.dtype == w.dtype):
         return None
@@ -104,40 +120,45 @@ def _transpose_tile_ir(typingctx, w, panels, q, half, k0):
     def codegen(context, builder, signature, args):
         v = VectorBuilder(context, builder, w.dtype)
         L, const = v.lanes, v.const
-        q_arg, half_arg, k0_arg = args[2:]
+        q_arg, half_arg, k0_arg, k_out_arg = args[3:]
         w_data = array_data(context, builder, w, args[0])
         N, K = array_shape(context, builder, w, args[0])
-        panels_struct = context.make_array(panels)(context, builder, args[1])
+        rows_struct = context.make_array(rows)(context, builder, args[1])
+        rows_step = cgutils.unpack_tuple(builder, rows_struct.strides, 1)[0]
+        panels_struct = context.make_array(panels)(context, builder, args[2])
         strides = cgutils.unpack_tuple(builder, panels_struct.strides, 3)
-        r0 = builder.add(builder.mul(q_arg, const(2 * L)), builder.mul(half_arg, const(L)))
+        p0 = builder.add(builder.mul(q_arg, const(2 * L)), builder.mul(half_arg, const(L)))
         columns = v.mask(k0_arg, K)  # lanes k0 + lane < K
-        rows = []
+        tile = []
         for r in range(L):
-            row = builder.add(r0, const(r))
-            lanes = builder.and_(columns, v.splat(builder.icmp_signed("<", row, N)))
-            rows.append(v.load(v.element(w_data, builder.mul(row, K), k0_arg), lanes))
+            # row = rows[p0 + r] (pack_rows checked that rows has every packed row)
+            offset = builder.mul(builder.add(p0, const(r)), rows_step)
+            row = builder.load(cgutils.pointer_add(builder, rows_struct.data, offset, ir.IntType(64).as_pointer()))
+            inside = builder.and_(builder.icmp_signed(">=", row, const(0)), builder.icmp_signed("<", row, N))
+            lanes = builder.and_(columns, v.splat(inside))
+            tile.append(v.load(v.element(w_data, builder.mul(row, K), k0_arg), lanes))
         i32 = ir.IntType(32)
         s = L // 2
         while s:
             for i in range(L):
                 if i & s:
                     continue
-                a, b = rows[i], rows[i + s]
+                a, b = tile[i], tile[i + s]
                 low = [e if not e & s else L + e - s for e in range(L)]
                 high = [e + s if not e & s else L + e for e in range(L)]
-                rows[i] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, L), low))
-                rows[i + s] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, L), high))
+                tile[i] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, L), low))
+                tile[i + s] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, L), high))
             s //= 2
-        # rows[c] = w[r0:r0 + L, k0 + c]: to panels[q, k0 + c, half L:(half + 1) L]
+        # tile[c] = w[rows[p0:p0 + L], k0 + c]: to panels[q, k_out + k0 + c, half L:(half + 1) L]
         base = builder.add(builder.mul(q_arg, strides[0]), builder.mul(half_arg, const(L * v.itemsize)))
         for c in range(L):
             k = builder.add(k0_arg, const(c))
-            offset = builder.add(base, builder.mul(k, strides[1]))
+            offset = builder.add(base, builder.mul(builder.add(k_out_arg, k), strides[1]))
             pointer = cgutils.pointer_add(builder, panels_struct.data, offset, v.scalar.as_pointer())
-            v.store(rows[c], pointer, v.splat(builder.icmp_signed("<", k, K)))
+            v.store(tile[c], pointer, v.splat(builder.icmp_signed("<", k, K)))
         return context.get_dummy_value()
 
-    return types.none(w, panels, q, half, k0), codegen
+    return types.none(w, rows, panels, q, half, k0, k_out), codegen
 
 
 def panel_block(rows, count, m, first, row_step, panel_step, A, r, out, c0, add):
