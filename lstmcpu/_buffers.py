@@ -16,8 +16,8 @@ arrays like any NumPy array, keep them as long as they like, and never return an
 Idle memory is bounded (:data:`IDLE_LIMIT_BYTES`, least recently freed dropped first), and
 :meth:`BufferCache.release` frees all of it, e.g. after training.
 
-Every array starts on a 64-byte boundary (:data:`ALIGN`), as the kernels' 512-bit loads
-want: malloc and NumPy give 16-byte alignment, and a 64-byte load from such an address
+Every array with data starts on a 64-byte boundary (:data:`ALIGN`), as the kernels' 512-bit
+loads want: malloc and NumPy give 16-byte alignment, and a 64-byte load from such an address
 spans two cache lines. Measured on the Intel Xeon (Cython backend, one thread, the same
 calls alternating between 64-byte and 16-byte alignment, `benchmarks/page_faults.py`'s
 presets): 16-byte alignment made the online forward 1.41 times slower, the online training
@@ -88,10 +88,13 @@ class BufferCache:
 
     def empty(self, shape, dtype):
         """An uninitialised C-contiguous array, like ``np.empty(shape, dtype)``, that starts
-        on an :data:`ALIGN`-byte boundary."""
+        on an :data:`ALIGN`-byte boundary (an empty array is ``np.empty``'s: the kernels
+        pass arrays of no step where a call keeps no cache)."""
         dtype = np.dtype(dtype)
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes == 0:  # no data to align
+            return np.empty(shape, dtype)
         if nbytes < self.min_bytes:
             raw = np.empty(nbytes + ALIGN, np.uint8)
             return np.ndarray(shape, dtype, buffer=raw, offset=_aligned_offset(raw))

@@ -245,13 +245,15 @@ def get_backend(backend="auto", *, cell="lstm", dtype=np.float32):
             if candidate.can_run(cell, dtype):
                 return candidate
         raise ValueError(f"no available backend can run cell {cell!r} in {np.dtype(dtype)}")
-    names = _all_names()
-    if backend not in names:
-        raise ValueError(
-            f"unknown backend {backend!r}; available backends: {available_backends()} "
-            f"(all known: {names}, or 'auto')"
-        )
-    instance = _load(backend)
+    instance = _loaded.get(backend)  # a name loaded before is known (a dict read is atomic)
+    if instance is None:
+        names = _all_names()
+        if backend not in names:
+            raise ValueError(
+                f"unknown backend {backend!r}; available backends: {available_backends()} "
+                f"(all known: {names}, or 'auto')"
+            )
+        instance = _load(backend)
     _check_can_run(instance, cell, dtype)
     return instance
 

@@ -81,6 +81,8 @@ def test_every_array_starts_on_a_cache_line(min_bytes):
     del arrays
     again = cache.empty((1000, 33), np.float32)  # reused memory keeps its alignment
     assert address(again) % ALIGN == 0
+    empty = cache.empty((0, 7, 3), np.float64)  # no data: nothing to align
+    assert empty.shape == (0, 7, 3) and empty.dtype == np.float64 and empty.flags.c_contiguous
 
 
 def test_idle_memory_is_bounded_and_the_least_recently_freed_goes_first():

@@ -598,13 +598,13 @@ def test_units_split_between_two_threads_give_the_one_thread_result(monkeypatch,
 
 
 def test_only_a_single_sequence_with_enough_work_per_step_may_be_split():
-    backend, plan = nb.NumbaBackend(n_threads=2), (1, False)
+    backend, plan = nb.NumbaBackend(), (1, False)
     online, demo = np.zeros((1024, 256), np.float32), np.zeros((4 * 182, 182), np.float32)
-    assert backend._may_split_units(plan, 1, online)
-    assert not backend._may_split_units(plan, 2, online)  # two sequences: one thread
-    assert not backend._may_split_units(plan, 1, demo)  # 132k multiply-adds a step: too little
-    assert not nb.NumbaBackend(n_threads=1)._may_split_units(plan, 1, online)
-    assert not backend._may_split_units((1, True), 1, online)  # BLAS route
+    assert backend._may_split_units(plan, 1, online, 2)
+    assert not backend._may_split_units(plan, 2, online, 2)  # two sequences: one thread
+    assert not backend._may_split_units(plan, 1, demo, 2)  # 132k multiply-adds a step: too little
+    assert not backend._may_split_units(plan, 1, online, 1)
+    assert not backend._may_split_units((1, True), 1, online, 2)  # BLAS route
 
 
 def test_a_call_that_may_split_takes_the_way_that_ran_faster_lately():

@@ -145,18 +145,20 @@ class NumbaBackend(Backend):
     def _threads(self):
         return numba.get_num_threads() if self.n_threads is None else self.n_threads
 
-    def _plan(self, B, w_hh, lens):
-        """``(n_chunks, blas)`` of one call over a batch of ``B`` rows; the work is the
-        recurrent products of the steps the sequences really take."""
-        n_chunks = chunk_count(self._threads(), B, int(lens.sum()) * w_hh.size)
+    def _plan(self, B, w_hh, lens, threads=None):
+        """``(n_chunks, blas)`` of one call over a batch of ``B`` rows with ``threads``
+        allowed (:meth:`_threads` when None); the work is the recurrent products of the
+        steps the sequences really take."""
+        threads = self._threads() if threads is None else threads
+        n_chunks = chunk_count(threads, B, int(lens.sum()) * w_hh.size)
         return n_chunks, use_blas(B, n_chunks, w_hh.nbytes, int(lens.max(initial=0)))
 
-    def _may_split_units(self, plan, B, w_hh):
+    def _may_split_units(self, plan, B, w_hh, threads):
         """Whether each step's units may be split between two threads: the batch is not cut
         into chunks and has at most :data:`MAX_SPLIT_ROWS` rows (a single sequence), the
-        panel kernel takes the products, two threads are allowed, and each step brings at
-        least :data:`MIN_STEP_WORK` multiply-adds."""
-        return plan == (1, False) and B <= MAX_SPLIT_ROWS and self._threads() >= 2 and B * w_hh.size >= MIN_STEP_WORK
+        panel kernel takes the products, ``threads`` is two or more, and each step brings
+        at least :data:`MIN_STEP_WORK` multiply-adds."""
+        return plan == (1, False) and B <= MAX_SPLIT_ROWS and threads >= 2 and B * w_hh.size >= MIN_STEP_WORK
 
     @contextlib.contextmanager
     def _timed_split(self, key, n_steps):
@@ -226,12 +228,13 @@ class NumbaBackend(Backend):
         cached = (T, B, H) if need_cache else (0, 0, 0)
         c_all, tanh_c_all = BUFFERS.empty(cached, x.dtype), BUFFERS.empty(cached, x.dtype)
         k, store = constants(x.dtype), bool(need_cache)
-        plan = self._plan(B, w_hh, lens)
+        threads = self._threads()
+        plan = self._plan(B, w_hh, lens, threads)
         if peephole is None and not coupled and w_hr is None:
-            G = self._plain_forward(plan, x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
+            G = self._plain_forward(plan, threads, x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
             options = None
         else:
-            with _blas_limit(self._threads()):
+            with _blas_limit(threads):
                 G = _input_projection(x, w_ih)
                 p = checked.get("peephole", np.zeros((3, H), dtype=x.dtype))
                 w_hr = checked.get("w_hr", np.zeros((0, H), dtype=x.dtype))
@@ -247,15 +250,16 @@ class NumbaBackend(Backend):
                      c=c_all, tanh_c=tanh_c_all, y=y, options=options)  # fmt: skip
         return y, h, c, cache
 
-    def _plain_forward(self, plan, x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k):
+    def _plain_forward(self, plan, threads, x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k):
         """The time loop of the plain LSTM (no peephole, coupled gates or projection) on the
-        route ``plan`` gives, or split between two threads; returns ``G``, the gates."""
+        route ``plan`` gives, or split between two threads (of ``threads`` allowed); returns
+        ``G``, the gates."""
         T, B, I = x.shape
         # Only the BLAS route calls BLAS: the panel route leaves BLAS's thread setting alone
         # (setting a limit and restoring it took ~25 us with BLAS at 2 threads, 2-5% of the
         # 2-thread online or small forward).
-        with _blas_limit(self._threads() if plan[1] else 1):
-            may_split = self._may_split_units(plan, B, w_hh)
+        with _blas_limit(threads if plan[1] else 1):
+            may_split = self._may_split_units(plan, B, w_hh, threads)
             with self._timed_split(("forward", w_hh.shape, x.dtype, store), T) if may_split else _NOT_SPLIT as split:
                 if split:
                     return _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store, k)
@@ -286,8 +290,9 @@ class NumbaBackend(Backend):
         gates, c_all, tanh_c_all, lens, options = (cache[k] for k in ("gates", "c", "tanh_c", "lengths", "options"))
         dG = BUFFERS.empty(gates.shape, x.dtype)
         if options is None:
-            plan = self._plan(B, w_hh, lens)
-            may_split = self._may_split_units(plan, B, w_hh)
+            threads = self._threads()
+            plan = self._plan(B, w_hh, lens, threads)
+            may_split = self._may_split_units(plan, B, w_hh, threads)
             with self._timed_split(("backward", w_hh.shape, x.dtype), T) if may_split else _NOT_SPLIT as split:
                 if split:
                     _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
@@ -485,6 +490,9 @@ def chunk_count(n_threads, B, work):
 def _run_chunks(kernel, n_chunks, B, blas, args):
     """``kernel(lo, hi, blas, *args)`` over ``n_chunks`` chunks of the batch: the first in the
     calling thread, the others on the pool (the kernels release the GIL)."""
+    if n_chunks == 1:
+        kernel(0, B, blas, *args)
+        return
     bounds = [(i * B // n_chunks, (i + 1) * B // n_chunks) for i in range(n_chunks)]
     others = [_pool().submit(kernel, lo, hi, blas, *args) for lo, hi in bounds[1:]]
     try:
@@ -622,20 +630,19 @@ def _pool():
 os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
-@contextlib.contextmanager
 def _blas_limit(n_threads):
-    """When the backend may use several threads, BLAS runs on one thread for the whole call:
-    the batch chunks are the parallelism (a small batch has none: its per-step products
-    are too small for BLAS threads to pay), and BLAS threads left spinning after a threaded
-    product would take the cores from the chunks (measured: 1.3 ms became 16-28 ms on 2
-    cores). The limit is process-wide state, shared with the estimators through
-    :data:`lstmcpu._blas_threads.ONE_BLAS_THREAD`: concurrent calls from several Python threads
-    run at once, and the last to leave restores what the first found."""
-    if n_threads == 1:
-        yield
-        return
-    with ONE_BLAS_THREAD:
-        yield
+    """The context of a call of the backend: when it may use several threads, BLAS runs on
+    one thread for the whole call (:data:`~lstmcpu._blas_threads.ONE_BLAS_THREAD`); the batch
+    chunks are the parallelism (a small batch has none: its per-step products are too small
+    for BLAS threads to pay), and BLAS threads left spinning after a threaded product would
+    take the cores from the chunks (measured: 1.3 ms became 16-28 ms on 2 cores). The limit
+    is process-wide state, shared with the estimators: concurrent calls from several Python
+    threads run at once, and the last to leave restores what the first found."""
+    return _NO_BLAS_LIMIT if n_threads == 1 else ONE_BLAS_THREAD
+
+
+#: The context of a call on one thread: BLAS keeps the thread count ``threadpoolctl`` set.
+_NO_BLAS_LIMIT = contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------- choosing the product route
