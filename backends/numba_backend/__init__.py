@@ -83,7 +83,7 @@ from lstmcpu.backends.numpy_backend import _recurrent_weight_gradient as _oracle
 
 from . import _gru, _lstm, _lstm_variants, _rnn
 from ._activations import constants
-from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, projection_size
+from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, length_totals, projection_size
 from ._lstm_step import pack_gate_groups
 from ._products import column_sums, pack_panels, panel_matmul, panel_width
 from ._split_timing import SplitTimes
@@ -150,8 +150,9 @@ class NumbaBackend(Backend):
         allowed (:meth:`_threads` when None); the work is the recurrent products of the
         steps the sequences really take."""
         threads = self._threads() if threads is None else threads
-        n_chunks = chunk_count(threads, B, int(lens.sum()) * w_hh.size)
-        return n_chunks, use_blas(B, n_chunks, w_hh.nbytes, int(lens.max(initial=0)))
+        total, longest = length_totals(lens)
+        n_chunks = chunk_count(threads, B, total * w_hh.size)
+        return n_chunks, use_blas(B, n_chunks, w_hh.nbytes, longest)
 
     def _may_split_units(self, plan, B, w_hh, threads):
         """Whether each step's units may be split between two threads: the batch is not cut

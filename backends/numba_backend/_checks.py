@@ -2,6 +2,9 @@
 rely on, so that a mismatch is a clear error and never an out-of-bounds access."""
 
 import numpy as np
+from numba import njit
+
+from ._activations import JIT
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -64,6 +67,18 @@ def check_lengths(lengths, T, B):
     if lens.min() < 1 or lens.max() > T:
         raise ValueError(f"lengths must lie in [1, {T}], got min {lens.min()} and max {lens.max()}")
     return np.ascontiguousarray(lens, dtype=np.int64)
+
+
+@njit(**JIT)
+def length_totals(lens):
+    """``(total steps, longest length)`` of the lengths ``check_lengths`` returned, compiled:
+    NumPy's ``sum`` and ``max`` took 9.2 us within a 1-thread small forward (stamps around
+    each), 4.3 timed alone, against 0.5 for this."""
+    total, longest = 0, 0
+    for length in lens:
+        total += length
+        longest = max(longest, length)
+    return total, longest
 
 
 def check_grad(a, shape, dtype, name):
