@@ -68,46 +68,48 @@ def pack_rows(w, rows, panels, k_out):
     one block at a time without copying its rows side by side first. ``rows`` has an
     entry for every packed row (``panels.shape[0] * W``).
 
-    Tiles of ``L x L`` (half a panel's width), each transposed in registers by
-    :func:`transpose_tile` (element by element, packing ``w_hh`` of H=256 in float32 took
-    290 us, 15% of the online preset's forward; by tiles 145)."""
+    Half a panel at a time (:func:`transpose_strip`), in tiles of ``L x L`` (``L = W / 2``)
+    transposed in registers."""
     if rows.shape[0] != panels.shape[0] * panels.shape[2] or k_out < 0 or k_out + w.shape[1] > panels.shape[1]:
         raise ValueError("pack_rows: rows or k_out do not fit the panels")
-    L = panels.shape[2] // 2
     for q in range(panels.shape[0]):
         for half in range(2):
-            for k0 in range(0, w.shape[1], L):
-                transpose_tile(w, rows, panels, q, half, k0, k_out)
+            transpose_strip(w, rows, panels, q, half, k_out)
 
 
-def transpose_tile(w, rows, panels, q, half, k0, k_out):
-    """``panels[q, k_out + k0 + k, half L + j] = w[rows[p], k0 + k]``, ``p = q W + half L +
-    j``, for ``j, k < L`` (``L = W / 2``), zero where ``rows[p]`` is not a row of ``w``;
-    nothing is written past ``w``'s ``K`` columns.
+def transpose_strip(w, rows, panels, q, half, k_out):
+    """``panels[q, k_out + k, half L + j] = w[rows[p], k]``, ``p = q W + half L + j``, for
+    ``j < L`` (``L = W / 2``) and every column ``k`` of ``w``, zero where ``rows[p]`` is not
+    a row of ``w``.
 
     This Python body runs under ``NUMBA_DISABLE_JIT=1``; compiled code runs
-    :func:`_transpose_tile_ir`: ``L`` vector loads, a transpose in ``log2(L)`` rounds of
-    shuffles, ``L`` vector stores.
+    :func:`_transpose_strip_ir`: the ``L`` rows' addresses and masks once, then per tile
+    of ``L`` columns ``L`` vector loads, a transpose in ``log2(L)`` rounds of shuffles and
+    ``L`` vector stores. Measured (float32, ``w_hh`` of H=256, 1 MiB, timeit best of 7):
+    162 us with the addresses and masks computed again for every tile (the scalar work of
+    16 rows around 64 shuffles), 88 once per strip, where a copy of the same bytes
+    (``np.copyto``) took 48-63; a split part's preparation at the online preset 0.77-0.79
+    of its time (:func:`~._lstm.prepare_unit_part`, 2 runs alternating).
     """
     N, K = w.shape
     L = panels.shape[2] // 2
     for j in range(L):
         row = rows[q * 2 * L + half * L + j]
-        for k in range(k0, min(k0 + L, K)):
+        for k in range(K):
             panels[q, k_out + k, half * L + j] = w[row, k] if 0 <= row < N else 0
 
 
-@overload(transpose_tile)
-def _transpose_tile_compiled(w, rows, panels, q, half, k0, k_out):
-    return lambda w, rows, panels, q, half, k0, k_out: _transpose_tile_ir(w, rows, panels, q, half, k0, k_out)
+@overload(transpose_strip)
+def _transpose_strip_compiled(w, rows, panels, q, half, k_out):
+    return lambda w, rows, panels, q, half, k_out: _transpose_strip_ir(w, rows, panels, q, half, k_out)
 
 
 @intrinsic
-def _transpose_tile_ir(typingctx, w, rows, panels, q, half, k0, k_out):
-    """:func:`transpose_tile` as IR. ``w`` is C-contiguous; ``panels`` may be a view whose
-    last axis is contiguous (a block of columns of a larger packing). Round ``s`` (``L / 2``
-    down to 1) swaps the off-diagonal ``s x s`` blocks of every ``2s x 2s`` block, rows
-    ``i`` and ``i + s`` at a time."""
+def _transpose_strip_ir(typingctx, w, rows, panels, q, half, k_out):
+    """:func:`transpose_strip` as IR. ``w`` is C-contiguous; ``panels`` may be a view whose
+    last axis is contiguous. Round ``s`` of a tile's transpose (``L / 2`` down to 1) swaps
+    the off-diagonal ``s x s`` blocks of every ``2s x 2s`` block, rows ``i`` and ``i + s`` at
+    a time."""
     if not (isinstance(w, types.Array) and w.ndim == 2 and w.layout == "C"):
         return None
     if not (isinstance(rows, types.Array) and rows.ndim == 1 and rows.dtype == types.int64):
@@ -120,7 +122,7 @@ def _transpose_tile_ir(typingctx, w, rows, panels, q, half, k0, k_out):
     def codegen(context, builder, signature, args):
         v = VectorBuilder(context, builder, w.dtype)
         L, const = v.lanes, v.const
-        q_arg, half_arg, k0_arg, k_out_arg = args[3:]
+        q_arg, half_arg, k_out_arg = args[3:]
         w_data = array_data(context, builder, w, args[0])
         N, K = array_shape(context, builder, w, args[0])
         rows_struct = context.make_array(rows)(context, builder, args[1])
@@ -128,37 +130,44 @@ def _transpose_tile_ir(typingctx, w, rows, panels, q, half, k0, k_out):
         panels_struct = context.make_array(panels)(context, builder, args[2])
         strides = cgutils.unpack_tuple(builder, panels_struct.strides, 3)
         p0 = builder.add(builder.mul(q_arg, const(2 * L)), builder.mul(half_arg, const(L)))
-        columns = v.mask(k0_arg, K)  # lanes k0 + lane < K
-        tile = []
+        # Once per strip: each row's offset in w (rows[p0 + r] * K; pack_rows checked that
+        # rows has every packed row) and whether it is a row of w.
+        row_offsets, row_lanes = [], []
         for r in range(L):
-            # row = rows[p0 + r] (pack_rows checked that rows has every packed row)
             offset = builder.mul(builder.add(p0, const(r)), rows_step)
             row = builder.load(cgutils.pointer_add(builder, rows_struct.data, offset, ir.IntType(64).as_pointer()))
             inside = builder.and_(builder.icmp_signed(">=", row, const(0)), builder.icmp_signed("<", row, N))
-            lanes = builder.and_(columns, v.splat(inside))
-            tile.append(v.load(v.element(w_data, builder.mul(row, K), k0_arg), lanes))
+            row_offsets.append(builder.mul(builder.select(inside, row, const(0)), K))
+            row_lanes.append(v.splat(inside))
+        # panels[q, k_out + k, half L]: the first row of the strip, then strides[1] per k
+        first = builder.add(builder.add(builder.mul(q_arg, strides[0]), builder.mul(k_out_arg, strides[1])),
+                            builder.mul(half_arg, const(L * v.itemsize)))  # fmt: skip
         i32 = ir.IntType(32)
-        s = L // 2
-        while s:
-            for i in range(L):
-                if i & s:
-                    continue
-                a, b = tile[i], tile[i + s]
-                low = [e if not e & s else L + e - s for e in range(L)]
-                high = [e + s if not e & s else L + e for e in range(L)]
-                tile[i] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, L), low))
-                tile[i + s] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, L), high))
-            s //= 2
-        # tile[c] = w[rows[p0:p0 + L], k0 + c]: to panels[q, k_out + k0 + c, half L:(half + 1) L]
-        base = builder.add(builder.mul(q_arg, strides[0]), builder.mul(half_arg, const(L * v.itemsize)))
-        for c in range(L):
-            k = builder.add(k0_arg, const(c))
-            offset = builder.add(base, builder.mul(builder.add(k_out_arg, k), strides[1]))
-            pointer = cgutils.pointer_add(builder, panels_struct.data, offset, v.scalar.as_pointer())
-            v.store(tile[c], pointer, v.splat(builder.icmp_signed("<", k, K)))
+
+        def tile(k0, columns):  # the columns k0:k0 + L (those before K: columns)
+            t = [v.load(v.element(w_data, row_offsets[r], k0), builder.and_(columns, row_lanes[r])) for r in range(L)]
+            s = L // 2
+            while s:
+                for i in range(L):
+                    if i & s:
+                        continue
+                    a, b = t[i], t[i + s]
+                    low = [e if not e & s else L + e - s for e in range(L)]
+                    high = [e + s if not e & s else L + e for e in range(L)]
+                    t[i] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, L), low))
+                    t[i + s] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, L), high))
+                s //= 2
+            # t[c] = w[rows[p0:p0 + L], k0 + c]: to panels[q, k_out + k0 + c, half L:(half + 1) L]
+            for c in range(L):
+                k = builder.add(k0, const(c))
+                offset = builder.add(first, builder.mul(k, strides[1]))
+                pointer = cgutils.pointer_add(builder, panels_struct.data, offset, v.scalar.as_pointer())
+                v.store(t[c], pointer, v.splat(builder.icmp_signed("<", k, K)))
+
+        v.for_each_vector(K, tile)
         return context.get_dummy_value()
 
-    return types.none(w, rows, panels, q, half, k0, k_out), codegen
+    return types.none(w, rows, panels, q, half, k_out), codegen
 
 
 def panel_block(rows, count, m, first, row_step, panel_step, A, r, out, c0, add):
