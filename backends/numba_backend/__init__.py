@@ -553,7 +553,7 @@ def _run_units_forward(x, w_ih, w_hh, b, h, c, lens, y, c_all, tanh_c_all, store
     c_team = BUFFERS.empty(c.shape, c.dtype)
     c_team[:] = c
     W = panel_width(h.dtype)
-    panels = BUFFERS.empty((2, -(-4 * n // W), H, W), h.dtype)  # pack_into writes all of each part's
+    panels = BUFFERS.empty((2, -(-4 * n // W), H, W), h.dtype)  # pack_rows writes all of each part's
     biases = np.zeros((2, 4 * n), dtype=h.dtype)
     input_panels = BUFFERS.empty((2, -(-4 * n // W), I, W), h.dtype)
     own_gates = tuple(BUFFERS.empty((T, B, 4 * (u1 - u0)), h.dtype) for u0, u1 in units)
