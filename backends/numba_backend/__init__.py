@@ -177,9 +177,9 @@ class NumbaBackend(Backend):
         n_chunks, blas = plan
         _run_chunks(kernel, n_chunks, args[0].shape[1], blas, args)
 
-    def _weight_gradients(self, dG, x, w_ih, h0, y):
+    def _weight_gradients(self, dG, x, w_ih, h0, y, threads=None):
         """``dx, dw_ih, dw_hh, db`` from the gate gradients after the backward loop, one GEMM
-        each. With several threads allowed, BLAS runs on one (see :func:`_blas_limit`), so
+        each. With several threads allowed (``threads``, :meth:`_threads` when None), BLAS runs on one (see :func:`_blas_limit`), so
         ``dw_hh`` goes to the pool while this thread computes the others (each GEMM whole:
         the results do not depend on the thread count), when they bring at least
         :data:`MIN_CHUNK_WORK` multiply-adds each.
@@ -195,7 +195,7 @@ class NumbaBackend(Backend):
         GEMV, which rounds differently): the results would depend on the thread count."""
         T, B, n_gates = dG.shape
         work = T * B * n_gates * (2 * x.shape[2] + y.shape[2])
-        split = chunk_count(self._threads(), 2, work) == 2
+        split = chunk_count(self._threads() if threads is None else threads, 2, work) == 2
         dw_hh = _pool().submit(_recurrent_weight_gradient, dG, h0, y) if split else None
         dG2 = dG.reshape(T * B, n_gates)
         # dw_ih = dG2.T @ x2
@@ -281,8 +281,13 @@ class NumbaBackend(Backend):
                           tanh_c_all, store, k)  # fmt: skip
                 return G
 
-    @_whole_call_blas_limit
     def backward(self, dy, dh_n, dc_n, cache):
+        threads = self._threads()  # read once: numba.get_num_threads takes two locks
+        with _blas_limit(threads):
+            return self._backward(threads, dy, dh_n, dc_n, cache)
+
+    def _backward(self, threads, dy, dh_n, dc_n, cache):
+        """:meth:`backward` with ``threads`` allowed, inside its BLAS limit."""
         x, w_ih, w_hh, h0, c0, y = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "c0", "y"))
         T, B, _ = x.shape
         H, R = c0.shape[1], h0.shape[1]
@@ -290,24 +295,22 @@ class NumbaBackend(Backend):
         dc = check_grad(dc_n, (B, H), x.dtype, "dc_n").copy()
         gates, c_all, tanh_c_all, lens, options = (cache[k] for k in ("gates", "c", "tanh_c", "lengths", "options"))
         dG = BUFFERS.empty(gates.shape, x.dtype)
+        plan = self._plan(B, w_hh, lens, threads)
         if options is None:
-            threads = self._threads()
-            plan = self._plan(B, w_hh, lens, threads)
             may_split = self._may_split_units(plan, B, w_hh, threads)
             with self._timed_split(("backward", w_hh.shape, x.dtype), T) if may_split else _NOT_SPLIT as split:
                 if split:
                     _run_units_backward(dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
                 else:
                     self._run(plan, _lstm.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, lens, dh, dc)
-            return (*self._weight_gradients(dG, x, w_ih, h0, y), dh, dc)
+            return (*self._weight_gradients(dG, x, w_ih, h0, y, threads), dh, dc)
         p, coupled, w_hr = options["peephole"], options["coupled"], options["w_hr"]
         project = options["has_projection"]
         dh_all = BUFFERS.empty((T, B, R) if project else (0, 0, 0), x.dtype)
         dm = np.zeros((B, H), dtype=x.dtype)  # work buffer
-        plan = self._plan(B, w_hh, lens)
         self._run(plan, _lstm_variants.backward_rows, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, p, coupled, w_hr,
                   lens, dh, dc, dh_all, dm)  # fmt: skip
-        grads = (*self._weight_gradients(dG, x, w_ih, h0, y), dh, dc)
+        grads = (*self._weight_gradients(dG, x, w_ih, h0, y, threads), dh, dc)
         if not (options["has_peephole"] or project):
             return grads
         dpeephole = _peephole_gradient(dG, c_all, c0, H, coupled) if options["has_peephole"] else None

@@ -89,8 +89,8 @@ def prepare_unit_part(part, units, x, w_ih, w_hh, b, panels, input_panels, biase
     for q in range(4):
         rows[q * n : (q + 1) * n] = np.arange(q * H + u0, q * H + u1)
         biases[part, q * n : (q + 1) * n] = b[q * H + u0 : q * H + u1]
-    pack_rows(np.ascontiguousarray(w_hh), rows, panels[part], 0)
-    pack_rows(np.ascontiguousarray(w_ih), rows, input_panels[part], 0)
+    pack_rows(w_hh, rows, panels[part], 0)
+    pack_rows(w_ih, rows, input_panels[part], 0)
     # own_gates = x2 @ w_ih[rows].T
     panel_matmul(x.reshape(T * B, I), input_panels[part], True, own_gates.reshape(T * B, 4 * n), 0, T * B)
 

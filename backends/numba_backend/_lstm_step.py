@@ -61,8 +61,8 @@ def _pack_gate_groups(w_ih, w_hh, panels):
             for j in range(L):
                 unit = q * L + j
                 rows[(4 * q + gate) * L + j] = gate * H + unit if unit < H else -1
-    pack_rows(np.ascontiguousarray(w_ih), rows, panels, 0)
-    pack_rows(np.ascontiguousarray(w_hh), rows, panels, w_ih.shape[1])
+    pack_rows(w_ih, rows, panels, 0)
+    pack_rows(w_hh, rows, panels, w_ih.shape[1])
 
 
 @njit(**JIT)

@@ -48,15 +48,8 @@ def pack_panels(w):
     N, K = w.shape
     W = panel_width(w.dtype)
     panels = BUFFERS.empty((-(-N // W), K, W), w.dtype)
-    pack_into(w, panels)
+    pack_rows(w, np.arange(panels.shape[0] * W), panels, 0)  # the rows in order
     return panels
-
-
-@njit(**JIT)
-def pack_into(w, panels):
-    """``panels[q, :, j] = w[q W + j]`` for every row of ``w``, zero for the rows of the
-    panels past the end of ``w`` (:func:`pack_rows` with the rows in order)."""
-    pack_rows(np.ascontiguousarray(w), np.arange(panels.shape[0] * panels.shape[2]), panels, 0)
 
 
 @njit(**JIT)
@@ -72,9 +65,10 @@ def pack_rows(w, rows, panels, k_out):
     transposed in registers."""
     if rows.shape[0] != panels.shape[0] * panels.shape[2] or k_out < 0 or k_out + w.shape[1] > panels.shape[1]:
         raise ValueError("pack_rows: rows or k_out do not fit the panels")
+    contiguous = np.ascontiguousarray(w)  # w itself when it is C-contiguous
     for q in range(panels.shape[0]):
         for half in range(2):
-            transpose_strip(w, rows, panels, q, half, k_out)
+            transpose_strip(contiguous, rows, panels, q, half, k_out)
 
 
 def transpose_strip(w, rows, panels, q, half, k_out):
