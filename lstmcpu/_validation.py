@@ -18,11 +18,12 @@ def check_float_dtype(dtype):
     return resolved
 
 
-def as_float_array(a, dtype, name):
+def as_float_array(a, dtype, name, finite=True):
     """Convert ``a`` to a C-contiguous array of ``dtype`` with only finite values.
 
     Integer, boolean and other real floating inputs are cast; complex, object and string
-    inputs raise ``TypeError``; NaN or infinity raises ``ValueError``.
+    inputs raise ``TypeError``; NaN or infinity raises ``ValueError``, unless ``finite``
+    is false: the caller then checks the values itself (see :func:`check_finite`).
     """
     arr = np.asarray(a)
     kind = arr.dtype.kind
@@ -33,9 +34,17 @@ def as_float_array(a, dtype, name):
             f"{name} must be a numeric array (float32 or float64 preferred); got dtype {arr.dtype}"
         )
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity; lstmcpu needs finite values")
+    if finite:
+        check_finite(arr, name)
     return arr
+
+
+def check_finite(arr, name, backend=None):
+    """Raise ``ValueError`` if the float array ``arr`` holds NaN or infinity; ``backend``'s
+    :meth:`~lstmcpu.backend.Backend.all_finite` tells (a compiled backend's takes one pass
+    where NumPy's takes two), NumPy when None."""
+    if not (np.isfinite(arr).all() if backend is None else backend.all_finite(arr)):
+        raise ValueError(f"{name} contains NaN or infinity; lstmcpu needs finite values")
 
 
 def check_lengths(lengths, T, B):

@@ -84,6 +84,22 @@ class Backend:
         required = (cell,) if isinstance(cell, str) else tuple(cell)
         return all(c in self.cells for c in required) and np.dtype(dtype) in self.dtypes
 
+    def all_finite(self, a):
+        """Whether every value of the float array ``a`` is finite (no NaN, no infinity).
+
+        The layers check their input and upstream gradients with the backend that will
+        run them, so that a compiled backend can replace NumPy's two passes (a boolean
+        array, then its reduction) with one; this default is NumPy's.
+
+        Examples
+        --------
+        >>> import numpy as np, lstmcpu
+        >>> backend = lstmcpu.get_backend("numpy")
+        >>> backend.all_finite(np.ones(3)), backend.all_finite(np.array([1.0, np.inf]))
+        (True, False)
+        """
+        return bool(np.isfinite(a).all())
+
     def forward(self, x, w_ih, w_hh, b, h0, c0, lengths=None, need_cache=True, *,
                 peephole=None, coupled=False, w_hr=None):  # fmt: skip
         """Run one LSTM layer in one direction over the whole sequence.

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from ._validation import as_float_array, check_float_dtype, check_lengths, check_positive_int
+from ._validation import as_float_array, check_finite, check_float_dtype, check_lengths, check_positive_int
 from .registry import get_backend
 
 __all__ = ["GRU", "LSTM", "RNN"]
@@ -232,6 +232,7 @@ class _RecurrentLayer:
         lengths = check_lengths(lengths, T, B)
         states0 = self._check_states(hx, B, unbatched, "hx", self._state_names_in)
         backend = get_backend(self.backend, cell=self._capabilities(), dtype=self.dtype)
+        check_finite(x, "x", backend)
         out, states_n = self._forward(x, states0, lengths, backend)
         if self._tape is not None:
             self._tape["unbatched"] = unbatched
@@ -279,7 +280,9 @@ class _RecurrentLayer:
     _state_names_grad = ("grad_h_n",)
 
     def _check_input(self, x):
-        x = as_float_array(x, self.dtype, "x")
+        """``x`` as a time-major C-contiguous array of :attr:`dtype`, and whether it was
+        unbatched; its values are checked once the backend is known (``check_finite``)."""
+        x = as_float_array(x, self.dtype, "x", finite=False)
         unbatched = x.ndim == 2
         if x.ndim not in (2, 3):
             layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
@@ -403,7 +406,8 @@ class _RecurrentLayer:
             expected = (T, features)
         else:
             expected = (B, T, features) if self.batch_first else (T, B, features)
-        grad_out = as_float_array(grad_out, self.dtype, "grad_out")
+        grad_out = as_float_array(grad_out, self.dtype, "grad_out", finite=False)
+        check_finite(grad_out, "grad_out", self._tape["backend"])
         if grad_out.shape != expected:
             raise ValueError(f"grad_out must have the shape of out, {expected}; got {grad_out.shape}")
         if unbatched:

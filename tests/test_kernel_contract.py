@@ -130,6 +130,23 @@ def test_saturated_gates_stay_finite(backend_name, dtype):
     assert all(np.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_all_finite_finds_one_non_finite_value_anywhere(backend_name, dtype, bad):
+    backend = lstmcpu.get_backend(backend_name, dtype=dtype)
+    finite = np.random.default_rng(0).standard_normal((7, 5, 33)).astype(dtype)
+    finite[0, 0, :2] = np.finfo(dtype).max, np.finfo(dtype).smallest_subnormal
+    assert backend.all_finite(finite) is True
+    for index in (0, 1, 16, finite.size // 2, finite.size - 1):
+        a = finite.copy()
+        a.flat[index] = bad
+        assert backend.all_finite(a) is False, index
+    a = finite.copy()
+    a[3, 2, 5] = bad
+    assert backend.all_finite(a[:, ::2]) is False  # a strided view
+    assert backend.all_finite(a[:, 1::2]) is True
+    assert backend.all_finite(np.arange(6).reshape(2, 3)) is True  # integers are finite
+
+
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 def test_oracle_gradients_match_finite_differences(with_lengths):
     """Central differences of L = sum(y*Ry) + sum(h_n*Rh) + sum(c_n*Rc) in float64."""

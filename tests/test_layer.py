@@ -217,6 +217,20 @@ def test_bad_states_are_a_clear_error():
         layer(x, (good, np.full((2, 2, 4), np.nan)))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_or_gradient_is_a_clear_error_on_every_backend(backend_name, dtype, bad):
+    layer = make(backend=backend_name, dtype=dtype)
+    x = np.ones((4, 2, 3), dtype=dtype)
+    x[2, 1, 0] = bad
+    with pytest.raises(ValueError, match="x contains NaN or infinity"):
+        layer(x)
+    out, _ = layer(np.ones((4, 2, 3), dtype=dtype))
+    grad_out = np.ones_like(out)
+    grad_out[3, 0, 3] = bad
+    with pytest.raises(ValueError, match="grad_out contains NaN or infinity"):
+        layer.backward(grad_out)
+
+
 def test_bad_gradients_are_a_clear_error():
     layer = make()
     out, _ = layer(np.ones((4, 2, 3)))

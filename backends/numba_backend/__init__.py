@@ -83,7 +83,8 @@ from lstmcpu.backends.numpy_backend import _recurrent_weight_gradient as _oracle
 
 from . import _gru, _lstm, _lstm_variants, _rnn
 from ._activations import constants
-from ._checks import check_arrays, check_grad, check_input, check_lengths, hidden_size, length_totals, projection_size
+from ._checks import (FLOAT_DTYPES, all_finite, check_arrays, check_grad, check_input, check_lengths, hidden_size,
+                      length_totals, projection_size)
 from ._lstm_step import pack_gate_groups
 from ._products import column_sums, pack_panels, panel_matmul, panel_width
 from ._split_timing import SplitTimes
@@ -144,6 +145,14 @@ class NumbaBackend(Backend):
 
     def _threads(self):
         return numba.get_num_threads() if self.n_threads is None else self.n_threads
+
+    def all_finite(self, a):
+        """Whether every value of ``a`` is finite, in one compiled pass (:func:`._checks.all_finite`)
+        for float32 and float64 arrays."""
+        a = np.asarray(a)
+        if a.dtype not in FLOAT_DTYPES:
+            return super().all_finite(a)
+        return bool(all_finite(np.ascontiguousarray(a).reshape(-1)))
 
     def _plan(self, B, w_hh, lens, threads=None):
         """``(n_chunks, blas)`` of one call over a batch of ``B`` rows with ``threads``

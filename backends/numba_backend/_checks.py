@@ -70,6 +70,18 @@ def check_lengths(lengths, T, B):
 
 
 @njit(**JIT)
+def all_finite(values):
+    """Whether every value of the 1-D float array ``values`` is finite, in one compiled pass
+    that vectorises (no early exit). Measured (float32, 1 thread, timeit best of 7): the
+    small preset's ``x`` (51k values) 4-5 us against 12 for NumPy's ``isfinite(x).all()``,
+    the medium preset's (819k) 130-160 us against 256."""
+    bad = False
+    for i in range(values.shape[0]):
+        bad |= not np.isfinite(values[i])
+    return not bad
+
+
+@njit(**JIT)
 def length_totals(lens):
     """``(total steps, longest length)`` of the lengths ``check_lengths`` returned, compiled:
     NumPy's ``sum`` and ``max`` took 9.2 us within a 1-thread small forward (stamps around
