@@ -1,6 +1,7 @@
 """The cache that reuses the compiled kernels' large arrays (lstmcpu/_buffers.py)."""
 
 import gc
+import mmap
 import sys
 import threading
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 import lstmcpu
+from lstmcpu import _buffers
 from lstmcpu._buffers import ALIGN, BUFFERS, BufferCache
 
 from _lstm_helpers import random_problem, upstream_grads
@@ -17,6 +19,13 @@ KIB = 1024
 
 def address(a):
     return a.__array_interface__["data"][0]
+
+
+def memory_of(a):
+    """The object whose memory the cache handed out as ``a`` (an array on its owner array,
+    which NumPy builds on a memoryview of it)."""
+    base = getattr(a.base, "base", None)
+    return base.obj if isinstance(base, memoryview) else base
 
 
 def test_memory_is_reused_once_the_array_is_gone():
@@ -83,6 +92,30 @@ def test_every_array_starts_on_a_cache_line(min_bytes):
     assert address(again) % ALIGN == 0
     empty = cache.empty((0, 7, 3), np.float64)  # no data: nothing to align
     assert empty.shape == (0, 7, 3) and empty.dtype == np.float64 and empty.flags.c_contiguous
+
+
+def test_kept_arrays_live_on_fresh_pages_of_a_mapping_of_their_own():
+    """Not malloc's heap, whose recycled pages can put a matrix read at every step into
+    conflicting cache sets (see _new_memory)."""
+    cache = BufferCache(min_bytes=4 * KIB)
+    a, b = cache.empty((100, 100), np.float32), cache.empty((100, 100), np.float32)
+    assert isinstance(memory_of(a), mmap.mmap) and memory_of(a) is not memory_of(b)
+    small = cache.empty((10,), np.float32)
+    assert not isinstance(memory_of(small), mmap.mmap)
+
+
+def test_a_refused_mapping_falls_back_to_a_bytearray(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(_buffers.mmap, "mmap", refuse)
+    cache = BufferCache(min_bytes=0)
+    a = cache.empty((300, 7), np.float64)
+    assert isinstance(memory_of(a), bytearray) and address(a) % ALIGN == 0
+    a[:] = 1.5
+    where = address(a)
+    del a
+    assert address(cache.empty((7, 300), np.float64)) == where  # kept for reuse like any other
 
 
 def test_idle_memory_is_bounded_and_the_least_recently_freed_goes_first():

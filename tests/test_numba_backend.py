@@ -4,6 +4,7 @@ every cell variant.
 
 The backend-parametrized contract and parity tests cover numba too (see conftest.py)."""
 
+import mmap
 import os
 import subprocess
 import sys
@@ -100,6 +101,33 @@ def test_default_crossover_sends_small_chunks_to_the_panel_kernel_and_large_ones
     steps = nb.MIN_PANEL_STEPS
     assert nb.use_blas(1, 1, tiny, steps - 1) and not nb.use_blas(1, 1, tiny, steps)
     assert not nb.use_blas(2, 2, tiny, 1)  # chunks of one row: the route of the batch
+
+
+@pytest.mark.parametrize("route", ["panel", "blas"])
+def test_backward_products_read_weights_from_fresh_pages_on_the_panel_route(monkeypatch, route):
+    """The LSTM's backward loop reads w_hh at every step: on the panel route from a copy in
+    the buffer cache's own mappings (not wherever the caller's array lies), on the BLAS
+    route from the caller's array (BLAS packs what it reads)."""
+    monkeypatch.setattr(nb, "use_blas", lambda *args: route == "blas")
+    p = random_problem(6, 3, 5, 128, np.float32)  # w_hh of 256 KiB: an array the cache keeps
+    seen = {}
+    backward_rows = nb._lstm.backward_rows
+
+    def spy(lo, hi, blas, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, *rest):
+        seen["w_hh"] = w_hh
+        return backward_rows(lo, hi, blas, dG, dy, gates, c_all, tanh_c_all, c0, w_hh, *rest)
+
+    monkeypatch.setattr(nb._lstm, "backward_rows", spy)
+    backend = nb.NumbaBackend(n_threads=1)
+    y, h_n, c_n, cache = backend.forward(p["x"], p["w_ih"], p["w_hh"], p["b"], p["h0"], p["c0"])
+    grads = backend.backward(*upstream_grads(6, 3, 128, np.float32), cache)
+    np.testing.assert_array_equal(seen["w_hh"], p["w_hh"])
+    if route == "blas":
+        assert seen["w_hh"] is p["w_hh"]
+    else:
+        assert not np.shares_memory(seen["w_hh"], p["w_hh"])
+        assert isinstance(seen["w_hh"].base.base.obj, mmap.mmap)
+    assert_matches_oracle((y, h_n, c_n, *grads), p, np.float32)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
