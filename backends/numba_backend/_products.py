@@ -186,7 +186,7 @@ def panel_block(rows, count, m, first, row_step, panel_step, A, r, out, c0, add)
         out[r : r + rows, c0 + j] = (out[r : r + rows, c0 + j] if add else 0) + A[r : r + rows] @ column
 
 
-@overload(panel_block, prefer_literal=True)
+@overload(panel_block, prefer_literal=True, inline="always")  # see _lstm_step's step_block
 def _panel_block_compiled(rows, count, m, first, row_step, panel_step, A, r, out, c0, add):
     return lambda rows, count, m, first, row_step, panel_step, A, r, out, c0, add: _panel_block_ir(
         rows, count, m, first, row_step, panel_step, A, r, out, c0, add
