@@ -164,9 +164,10 @@ def _aligned_offset(raw):
 # mmap threshold rises to the block's size), out of pages that earlier arrays used, in any
 # physical order. The kernels read packed weights from L2 at every step, and a matrix on
 # such pages can lose to cache-set conflicts: measured on the 2-core Xeon (float32, one
-# thread), a 1 MiB panel product 4.3 us on fresh pages against up to 9.9 on the copy of a
-# fragmented heap, and the online preset's training step 3.40-3.58 ms with w_hh on fresh
-# pages against 3.90-4.26 with w_hh on heap copies (4 of 6 copies slow), in one process.
+# thread, processes in turn), a 1 MiB panel product (a step of the online preset) 8.4-10.4
+# us on fresh pages against 15.9-18.9 on a copy in a fragmented heap, and in one process
+# the online preset's training step 3.40-3.58 ms with w_hh on fresh pages against
+# 3.90-4.26 with it on heap copies (4 of 6 copies slow).
 _ANONYMOUS = {} if sys.platform == "win32" else {"flags": mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS}
 
 
