@@ -189,10 +189,9 @@ class NumbaBackend(Backend):
     def _weight_gradients(self, dG, x, w_ih, h0, y, threads=None):
         """``dx, dw_ih, dw_hh, db`` from the gate gradients after the backward loop, one GEMM
         each. With several threads allowed (``threads``, :meth:`_threads` when None), BLAS
-        runs on one (see :func:`_blas_limit`), so
-        ``dw_hh`` goes to the pool while this thread computes the others (each GEMM whole:
-        the results do not depend on the thread count), when they bring at least
-        :data:`MIN_CHUNK_WORK` multiply-adds each.
+        runs on one (see :func:`_blas_limit`), so ``dw_hh`` goes to the pool while this
+        thread computes the others (each GEMM whole: the results do not depend on the
+        thread count), when they bring at least :data:`MIN_CHUNK_WORK` multiply-adds each.
 
         Tried and dropped: ``dw_ih`` and ``dw_hh`` from one GEMM of ``dG`` with the
         ``[x_t, h_{t-1}]`` rows the fused forward builds, kept for the backward. On one thread
@@ -471,10 +470,10 @@ def _read_weights(w, plan):
     ``w_hr``): on the panel route (``plan[1]`` false) a copy in :data:`BUFFERS`'s memory,
     whose fresh pages avoid the cache-set conflicts of a matrix on recycled ones (see
     :mod:`lstmcpu._buffers`); BLAS packs what it reads itself. Measured on the online
-    preset's training step (float32, 1 thread, in one process, the layer's ``w_hh`` on
-    fresh pages or on one of six copies in a fragmented heap): without the copy 4.64-4.69
-    ms with ``w_hh`` on fresh pages, 5.15-5.46 on five of the heap copies; with it,
-    4.59-4.75 on every one."""
+    preset's training step (float32, 1 thread, two processes, in each the layer's ``w_hh``
+    on fresh pages or on one of six copies in a fragmented heap): without the copy
+    4.66-4.69 ms with ``w_hh`` on fresh pages, 5.15-5.46 on 11 of the 12 heap copies; with
+    it, 4.59-4.75 on every one."""
     if plan[1]:
         return w
     copy = BUFFERS.empty(w.shape, w.dtype)
