@@ -128,6 +128,8 @@ def test_backward_products_read_weights_from_fresh_pages_on_the_panel_route(monk
         assert not np.shares_memory(seen["w_hh"], p["w_hh"])
         assert isinstance(seen["w_hh"].base.base.obj, mmap.mmap)
     assert_matches_oracle((y, h_n, c_n, *grads), p, np.float32)
+    small = np.ones((64, 16), np.float32)  # 4 KiB: a copy would land on malloc's heap all the same
+    assert nb._read_weights(small, (1, False)) is small
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])

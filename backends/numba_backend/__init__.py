@@ -93,18 +93,6 @@ from ._sync import DONE, START, STOP, new_progress
 __all__ = ["NumbaBackend", "chunk_count", "make_backend", "use_blas"]
 
 
-def _whole_call_blas_limit(method):
-    """Runs a kernel entry of :class:`NumbaBackend` inside :func:`_blas_limit`: the whole call,
-    its NumPy GEMMs before and after the time loop included."""
-
-    @functools.wraps(method)
-    def call(self, *args, **kwargs):
-        with _blas_limit(self._threads()):
-            return method(self, *args, **kwargs)
-
-    return call
-
-
 class NumbaBackend(Backend):
     """Kernels of every cell compiled with Numba (float32 and float64).
 
@@ -154,11 +142,10 @@ class NumbaBackend(Backend):
             return super().all_finite(a)
         return bool(all_finite(np.ascontiguousarray(a).reshape(-1)))
 
-    def _plan(self, B, w_hh, lens, threads=None):
+    def _plan(self, B, w_hh, lens, threads):
         """``(n_chunks, blas)`` of one call over a batch of ``B`` rows with ``threads``
-        allowed (:meth:`_threads` when None); the work is the recurrent products of the
-        steps the sequences really take."""
-        threads = self._threads() if threads is None else threads
+        allowed (each entry reads :meth:`_threads` once: ``numba.get_num_threads`` takes two
+        locks); the work is the recurrent products of the steps the sequences really take."""
         total, longest = length_totals(lens)
         n_chunks = chunk_count(threads, B, total * w_hh.size)
         return n_chunks, use_blas(B, n_chunks, w_hh.nbytes, longest)
@@ -186,12 +173,12 @@ class NumbaBackend(Backend):
         n_chunks, blas = plan
         _run_chunks(kernel, n_chunks, args[0].shape[1], blas, args)
 
-    def _weight_gradients(self, dG, x, w_ih, h0, y, threads=None):
+    def _weight_gradients(self, dG, x, w_ih, h0, y, threads):
         """``dx, dw_ih, dw_hh, db`` from the gate gradients after the backward loop, one GEMM
-        each. With several threads allowed (``threads``, :meth:`_threads` when None), BLAS
-        runs on one (see :func:`_blas_limit`), so ``dw_hh`` goes to the pool while this
-        thread computes the others (each GEMM whole: the results do not depend on the
-        thread count), when they bring at least :data:`MIN_CHUNK_WORK` multiply-adds each.
+        each. With several ``threads`` allowed, BLAS runs on one (see :func:`_blas_limit`),
+        so ``dw_hh`` goes to the pool while this thread computes the others (each GEMM whole:
+        the results do not depend on the thread count), when they bring at least
+        :data:`MIN_CHUNK_WORK` multiply-adds each.
 
         Tried and dropped: ``dw_ih`` and ``dw_hh`` from one GEMM of ``dG`` with the
         ``[x_t, h_{t-1}]`` rows the fused forward builds, kept for the backward. On one thread
@@ -204,7 +191,7 @@ class NumbaBackend(Backend):
         GEMV, which rounds differently): the results would depend on the thread count."""
         T, B, n_gates = dG.shape
         work = T * B * n_gates * (2 * x.shape[2] + y.shape[2])
-        split = chunk_count(self._threads() if threads is None else threads, 2, work) == 2
+        split = chunk_count(threads, 2, work) == 2
         dw_hh = _pool().submit(_recurrent_weight_gradient, dG, h0, y) if split else None
         dG2 = dG.reshape(T * B, n_gates)
         # dw_ih = dG2.T @ x2
@@ -291,7 +278,7 @@ class NumbaBackend(Backend):
                 return G
 
     def backward(self, dy, dh_n, dc_n, cache):
-        threads = self._threads()  # read once: numba.get_num_threads takes two locks
+        threads = self._threads()
         with _blas_limit(threads):
             return self._backward(threads, dy, dh_n, dc_n, cache)
 
@@ -333,7 +320,6 @@ class NumbaBackend(Backend):
 
     # ------------------------------------------------------------------ GRU
 
-    @_whole_call_blas_limit
     def gru_forward(self, x, w_ih, w_hh, b, b_hn, h0, lengths=None, need_cache=True):
         x = check_input(x)
         T, B, I = x.shape
@@ -342,20 +328,21 @@ class NumbaBackend(Backend):
                     "b_hn": (b_hn, (H,)), "h0": (h0, (B, H))}  # fmt: skip
         w_ih, w_hh, b, b_hn, h0 = check_arrays(x.dtype, expected)
         lens = check_lengths(lengths, T, B)
-        G = _input_projection(x, w_ih)
-        y = BUFFERS.empty((T, B, H), x.dtype)
-        h = h0.copy()
-        hn_all = BUFFERS.empty((T, B, H) if need_cache else (0, 0, 0), x.dtype)
-        hidden = np.empty((B, 3 * H), dtype=x.dtype)  # work buffer: h @ w_hh.T, written before read
-        k = constants(x.dtype)
-        plan = self._plan(B, w_hh, lens)
-        self._run(plan, _gru.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, b_hn, h, lens, y, hn_all,
-                  bool(need_cache), hidden, k)  # fmt: skip
+        threads = self._threads()
+        with _blas_limit(threads):
+            G = _input_projection(x, w_ih)
+            y = BUFFERS.empty((T, B, H), x.dtype)
+            h = h0.copy()
+            hn_all = BUFFERS.empty((T, B, H) if need_cache else (0, 0, 0), x.dtype)
+            hidden = np.empty((B, 3 * H), dtype=x.dtype)  # work buffer: h @ w_hh.T, written before read
+            k = constants(x.dtype)
+            plan = self._plan(B, w_hh, lens, threads)
+            self._run(plan, _gru.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, b_hn, h, lens, y, hn_all,
+                      bool(need_cache), hidden, k)  # fmt: skip
         if not need_cache:
             return y, h, None
         return y, h, dict(x=x, w_ih=w_ih, w_hh=w_hh, h0=h0, lengths=lens, gates=G, hn=hn_all, y=y)
 
-    @_whole_call_blas_limit
     def gru_backward(self, dy, dh_n, cache):
         x, w_ih, w_hh, h0, y, lens = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "y", "lengths"))
         T, B, I = x.shape
@@ -364,24 +351,25 @@ class NumbaBackend(Backend):
         gates = cache["gates"]
         dG = BUFFERS.empty(gates.shape, x.dtype)  # gradients of the recurrent pre-activations
         dn_input = BUFFERS.empty((T, B, H), x.dtype)  # of the input-side n pre-activation
-        plan = self._plan(B, w_hh, lens)
-        self._run(plan, _gru.backward_rows, dG, dy, gates, cache["hn"], y, h0, _read_weights(w_hh, plan), lens, dh,
-                  dn_input)  # fmt: skip
-        # Weight gradients after the loop: the recurrent ones first, then dG becomes the
-        # gradient of the input-side pre-activations (n differs: it skips the reset product).
-        dw_hh = _recurrent_weight_gradient(dG, h0, y)
-        db_hn = dG[:, :, 2 * H :].sum(axis=(0, 1))
-        dG[:, :, 2 * H :] = dn_input
-        dG2 = dG.reshape(T * B, 3 * H)
-        # dw_ih = dG2.T @ x2
-        dw_ih = np.matmul(dG2.T, x.reshape(T * B, I))
-        # dx = dG2 @ w_ih
-        dx = np.matmul(dG2, w_ih).reshape(T, B, I)
+        threads = self._threads()
+        with _blas_limit(threads):
+            plan = self._plan(B, w_hh, lens, threads)
+            self._run(plan, _gru.backward_rows, dG, dy, gates, cache["hn"], y, h0, _read_weights(w_hh, plan), lens,
+                      dh, dn_input)  # fmt: skip
+            # Weight gradients after the loop: the recurrent ones first, then dG becomes the
+            # gradient of the input-side pre-activations (n differs: it skips the reset product).
+            dw_hh = _recurrent_weight_gradient(dG, h0, y)
+            db_hn = dG[:, :, 2 * H :].sum(axis=(0, 1))
+            dG[:, :, 2 * H :] = dn_input
+            dG2 = dG.reshape(T * B, 3 * H)
+            # dw_ih = dG2.T @ x2
+            dw_ih = np.matmul(dG2.T, x.reshape(T * B, I))
+            # dx = dG2 @ w_ih
+            dx = np.matmul(dG2, w_ih).reshape(T, B, I)
         return dx, dw_ih, dw_hh, column_sums(dG2), db_hn, dh
 
     # ------------------------------------------------------------------ vanilla RNN
 
-    @_whole_call_blas_limit
     def rnn_forward(self, x, w_ih, w_hh, b, h0, lengths=None, need_cache=True, *, nonlinearity="tanh"):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
@@ -391,25 +379,29 @@ class NumbaBackend(Backend):
         expected = {"w_ih": (w_ih, (H, I)), "w_hh": (w_hh, (H, H)), "b": (b, (H,)), "h0": (h0, (B, H))}
         w_ih, w_hh, b, h0 = check_arrays(x.dtype, expected)
         lens = check_lengths(lengths, T, B)
-        G = _input_projection(x, w_ih)
-        y = BUFFERS.empty((T, B, H), x.dtype)
-        h = h0.copy()
         relu = nonlinearity == "relu"
-        k = constants(x.dtype)
-        plan = self._plan(B, w_hh, lens)
-        self._run(plan, _rnn.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, relu, h, lens, y, k)
+        threads = self._threads()
+        with _blas_limit(threads):
+            G = _input_projection(x, w_ih)
+            y = BUFFERS.empty((T, B, H), x.dtype)
+            h = h0.copy()
+            k = constants(x.dtype)
+            plan = self._plan(B, w_hh, lens, threads)
+            self._run(plan, _rnn.forward_rows, G, w_hh, _hand_weights(w_hh, plan), b, relu, h, lens, y, k)
         if not need_cache:
             return y, h, None
         return y, h, dict(x=x, w_ih=w_ih, w_hh=w_hh, h0=h0, lengths=lens, act=G, y=y, relu=relu)
 
-    @_whole_call_blas_limit
     def rnn_backward(self, dy, dh_n, cache):
         x, w_ih, w_hh, h0, y, lens = (cache[k] for k in ("x", "w_ih", "w_hh", "h0", "y", "lengths"))
         dy, dh = _upstream(cache, dy, dh_n)
         dG = BUFFERS.empty(cache["act"].shape, x.dtype)
-        plan = self._plan(x.shape[1], w_hh, lens)
-        self._run(plan, _rnn.backward_rows, dG, dy, cache["act"], _read_weights(w_hh, plan), cache["relu"], lens, dh)
-        return (*self._weight_gradients(dG, x, w_ih, h0, y), dh)
+        threads = self._threads()
+        with _blas_limit(threads):
+            plan = self._plan(x.shape[1], w_hh, lens, threads)
+            self._run(plan, _rnn.backward_rows, dG, dy, cache["act"], _read_weights(w_hh, plan), cache["relu"], lens,
+                      dh)  # fmt: skip
+            return (*self._weight_gradients(dG, x, w_ih, h0, y, threads), dh)
 
 
 def make_backend():
@@ -473,8 +465,9 @@ def _read_weights(w, plan):
     preset's training step (float32, 1 thread, two processes, in each the layer's ``w_hh``
     on fresh pages or on one of six copies in a fragmented heap): without the copy
     4.66-4.69 ms with ``w_hh`` on fresh pages, 5.15-5.46 on 11 of the 12 heap copies; with
-    it, 4.59-4.75 on every one."""
-    if plan[1]:
+    it, 4.59-4.75 on every one. A matrix below :data:`BUFFERS`'s ``min_bytes`` would be
+    copied to malloc's heap all the same, and fits in L2 with room to spare: read in place."""
+    if plan[1] or w.nbytes < BUFFERS.min_bytes:
         return w
     copy = BUFFERS.empty(w.shape, w.dtype)
     np.copyto(copy, w)
